@@ -1,0 +1,36 @@
+"""`prunekit train`: train a language model from a recipe (one process, or under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from prunekit.cli.common import add_recipe_args, recipe_from_args
+from prunekit.experiment import train_baseline
+from prunekit.train.distributed import close_world, init_world
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a language model from a recipe",
+        description="Train a language model. Under `torchrun --nproc_per_node N` it runs DDP (gloo).",
+    )
+    add_recipe_args(p)
+    p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = recipe_from_args(args)
+    world = init_world()
+    try:
+        metrics = train_baseline(cfg, Path(args.out), world=world, resume=not args.no_resume)
+    finally:
+        close_world(world)
+    if world.is_main:
+        keys = ("valid_ppl", "test_ppl", "params", "train_tokens_per_second")
+        print(json.dumps({k: metrics[k] for k in keys}, indent=1))
+    return 0

@@ -1,0 +1,103 @@
+"""Typed, validated recipes (pydantic): an unknown key or a wrong type is an error that names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from prunekit.errors import PrunekitError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Where the text comes from and how it becomes token ids."""
+
+    corpus: str = "shakespeare"  # "shakespeare", a folder (train/valid/test layouts) or a .txt file
+    tokenizer: Literal["sentencepiece", "word"] = "sentencepiece"
+    vocab_size: int = Field(2000, ge=0)  # word: 0 = unlimited
+    spm_model_type: Literal["unigram", "bpe"] = "unigram"
+
+
+class TrainConfig(_Strict):
+    """Optimisation: AdamW with linear warmup and cosine/linear decay, clipping, periodic validation."""
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1)  # global batch (split across DDP ranks)
+    bptt: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = Field(50, ge=0)
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(1.0, ge=0)  # 0 = off
+    eval_every: int = Field(200, ge=1)
+    eval_batch_size: int = Field(16, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+    threads: int = Field(2, ge=1)
+    shuffle: bool = True
+
+
+class RunConfig(_Strict):
+    """A whole recipe: data, model, training (and, later, compression)."""
+
+    name: str = "run"
+    data: DataConfig = DataConfig()
+    model: dict[str, Any] = Field(default_factory=lambda: {"arch": "transformer"})
+    train: TrainConfig = TrainConfig()
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"recipe key '{key}' is not known: remove it or fix its spelling"
+    return f"recipe key '{key}': {err['msg']} (got {err.get('input')!r}): fix the value"
+
+
+def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Validate a recipe dict (plus dotted `overrides` like {"train.steps": 10}) into a RunConfig.
+
+    Raises:
+        PrunekitError: on the first unknown key or wrong type, naming the key.
+    """
+    data: dict[str, Any] = dict(raw or {})
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise PrunekitError(f"override '{dotted}': '{part}' is not a section")
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise PrunekitError(_describe(exc.errors()[0])) from None
+
+
+def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML recipe (None = the built-in defaults) and validate it.
+
+    Raises:
+        PrunekitError: missing file, bad YAML, unknown key or wrong type.
+    """
+    if path is None:
+        return parse_recipe({}, overrides)
+    path = Path(path)
+    if not path.is_file():
+        raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
+    return parse_recipe(raw, overrides)

@@ -1,0 +1,42 @@
+"""PNG plots from saved metrics (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from prunekit.atomic import write_with  # noqa: E402
+
+
+def plot_curves(
+    train: Sequence[Sequence[float]], valid: Sequence[Sequence[float]], path: str | Path
+) -> None:
+    """Plot training loss and validation perplexity against the optimizer step.
+
+    Args:
+        train: (step, mean loss) pairs.
+        valid: (step, valid loss) pairs.
+        path: the PNG to write (atomically).
+    """
+    fig, (ax_loss, ax_ppl) = plt.subplots(1, 2, figsize=(10, 4))
+    if train:
+        steps, losses = zip(*train, strict=True)
+        ax_loss.plot(steps, losses, label="train")
+    if valid:
+        steps, losses = zip(*valid, strict=True)
+        ax_loss.plot(steps, losses, "o-", label="valid")
+        ax_ppl.plot(steps, [math.exp(min(v, 50)) for v in losses], "o-", color="C1")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy (nats/token)", title="Loss")
+    ax_loss.legend()
+    ax_ppl.set(xlabel="step", ylabel="perplexity", title="Validation perplexity", yscale="log")
+    for ax in (ax_loss, ax_ppl):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

@@ -1,0 +1,232 @@
+"""One trainer for every prunekit language model: AdamW, warmup + decay, clipping, validation,
+safetensors checkpoints with exact resume, one process or `torchrun` DDP (gloo)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from prunekit.config import TrainConfig
+from prunekit.data.batching import LMBatches
+from prunekit.eval.perplexity import score_tokens
+from prunekit.models.registry import model_config
+from prunekit.train.checkpoint import load_checkpoint, save_checkpoint
+from prunekit.train.distributed import World
+from prunekit.train.lr import lr_at
+
+log = logging.getLogger(__name__)
+
+
+class Callback(Protocol):
+    """What the trainer calls; every method is optional (looked up with getattr)."""
+
+    def after_step(self, trainer: Trainer, step: int) -> None: ...
+
+
+@dataclass
+class History:
+    """Loss curve and validation points, kept in the checkpoint so a resumed run continues it."""
+
+    train: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    valid: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    best_valid_loss: float = math.inf
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, norms or 1-D tensors)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+class Trainer:
+    """Train `model` on `train` windows, validate on `valid_tokens`, checkpoint into `out_dir`.
+
+    Args:
+        model: maps idx (B, T) -> logits (B, T, V).
+        train: training windows (global batch; each DDP rank takes its rows).
+        valid_tokens: (N,) validation token stream.
+        cfg: the train section of the recipe.
+        out_dir: checkpoints go to out_dir/checkpoints/{last,best}.
+        callbacks: objects with optional after_step(trainer, step), state_tensors(), load_state_tensors().
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: LMBatches,
+        valid_tokens: torch.Tensor,
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        *,
+        world: World = World(),
+        callbacks: list[Any] | None = None,
+        run_state: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model, self.train_batches, self.valid_tokens = model, train, valid_tokens
+        self.cfg, self.world = cfg, world
+        self.out_dir = Path(out_dir)
+        self.callbacks = list(callbacks or [])
+        self.run_state = dict(run_state or {})
+        self.progress = progress and world.is_main
+        self.optimizer = build_optimizer(model, cfg)
+        self.history = History()
+        self.step = 0  # number of optimizer steps done
+        self._ddp = DistributedDataParallel(model) if world.size > 1 else None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the (DDP-wrapped) model on one batch x, y (B, T)."""
+        net = self._ddp or self.model
+        logits = net(x)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.train_batches)
+        epoch, index = divmod(step, n)
+        if index == 0 or not hasattr(self, "_order") or self._order_epoch != epoch:
+            self._order = self.train_batches.order(epoch, self.cfg.seed, self.cfg.shuffle)
+            self._order_epoch = epoch
+        x, y = self.train_batches.window(self._order[index])
+        shard = LMBatches.shard
+        return shard(x, self.world.rank, self.world.size), shard(
+            y, self.world.rank, self.world.size
+        )
+
+    def train_step(self) -> float:
+        """Run one optimizer step; return its training loss."""
+        x, y = self._batch(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        self.model.train()
+        loss = self.loss_on(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        for cb in self.callbacks:
+            if hasattr(cb, "after_step"):
+                cb.after_step(self, self.step)
+        return loss.item()
+
+    def validate(self) -> float:
+        """Mean validation loss per token (all ranks agree)."""
+        cfg = self.cfg
+        score = score_tokens(
+            self.model,
+            self.valid_tokens,
+            batch_size=cfg.eval_batch_size,
+            bptt=cfg.bptt,
+            world=self.world,
+        )
+        return score.loss
+
+    def fit(self, steps: int | None = None) -> History:
+        """Train until `steps` (default cfg.steps) optimizer steps are done; validate and checkpoint."""
+        total = steps if steps is not None else self.cfg.steps
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="step")
+        tokens_per_step = self.cfg.batch_size * self.cfg.bptt
+        t0, step0, recent = time.perf_counter(), self.step, []
+        while self.step < total:
+            loss = self.train_step()
+            recent.append(loss)
+            self.history.tokens_seen += tokens_per_step
+            if self.step % self.cfg.log_every == 0 or self.step == total:
+                mean = sum(recent) / len(recent)
+                self.history.train.append((self.step, mean))
+                recent = []
+                rate = tokens_per_step * (self.step - step0) / max(1e-9, time.perf_counter() - t0)
+                bar.set_postfix(
+                    loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}", tok_s=f"{rate:,.0f}"
+                )
+            bar.update(1)
+            if self.step % self.cfg.eval_every == 0 or self.step == total:
+                self.history.train_seconds += time.perf_counter() - t0
+                self._validate_and_save()
+                t0, step0 = time.perf_counter(), self.step
+        bar.close()
+        return self.history
+
+    def _validate_and_save(self) -> None:
+        val = self.validate()
+        self.history.valid.append((self.step, val))
+        log.info("step %d valid loss %.4f ppl %.2f", self.step, val, math.exp(min(val, 50)))
+        improved = val < self.history.best_valid_loss
+        if improved:
+            self.history.best_valid_loss = val
+        if self.world.is_main:
+            self.save(self.checkpoint_dir / "last")
+            if improved:
+                self.save(self.checkpoint_dir / "best")
+
+    def _state(self) -> dict[str, Any]:
+        h = self.history
+        return {
+            "model_config": model_config(self.model),
+            "step": self.step,
+            "train_config": self.cfg.model_dump(mode="json"),
+            "history": {
+                "train": h.train,
+                "valid": h.valid,
+                "best_valid_loss": h.best_valid_loss,
+                "tokens_seen": h.tokens_seen,
+                "train_seconds": h.train_seconds,
+            },
+            "run": self.run_state,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Checkpoint model, optimizer, RNG, history and callback state to `path`."""
+        extra: dict[str, torch.Tensor] = {}
+        for i, cb in enumerate(self.callbacks):
+            if hasattr(cb, "state_tensors"):
+                extra.update({f"cb{i}.{k}": v for k, v in cb.state_tensors().items()})
+        save_checkpoint(
+            path, self.model, self._state(), optimizer=self.optimizer, extra_tensors=extra
+        )
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping)."""
+        state, extra = load_checkpoint(
+            path, self.model, optimizer=self.optimizer, restore_rng_state=True
+        )
+        self.step = state["step"]
+        h = state["history"]
+        self.history = History(
+            train=[tuple(p) for p in h["train"]],
+            valid=[tuple(p) for p in h["valid"]],
+            best_valid_loss=h["best_valid_loss"],
+            tokens_seen=h["tokens_seen"],
+            train_seconds=h["train_seconds"],
+        )
+        self.run_state = state.get("run", {})
+        for i, cb in enumerate(self.callbacks):
+            if hasattr(cb, "load_state_tensors"):
+                prefix = f"cb{i}."
+                cb.load_state_tensors(
+                    {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
+                )
