@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prunekit.cli.common import add_recipe_args, recipe_from_args
 from prunekit.experiment import train_baseline
+from prunekit.recipes import builtin
 from prunekit.train.distributed import close_world, init_world
 
 
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args)
+    cfg = recipe_from_args(args, default=str(builtin("demo")))
     world = init_world()
     try:
         metrics = train_baseline(cfg, Path(args.out), world=world, resume=not args.no_resume)
