@@ -40,3 +40,31 @@ def plot_curves(
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def plot_ppl_vs_size(
+    series: dict[str, Sequence[Sequence[float]]],
+    path: str | Path,
+    *,
+    baseline: Sequence[float] | None = None,
+    title: str = "Perplexity vs model size",
+) -> None:
+    """Plot validation perplexity against parameter count, one line per method.
+
+    Args:
+        series: label -> (params, ppl) points.
+        path: the PNG to write (atomically).
+        baseline: (params, ppl) of the dense model, drawn as a star.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, points in series.items():
+        pts = sorted(points)
+        ax.plot([p for p, _ in pts], [v for _, v in pts], "o-", label=label)
+    if baseline is not None:
+        ax.plot([baseline[0]], [baseline[1]], "k*", markersize=12, label="dense baseline")
+    ax.set(xlabel="parameters", ylabel="validation perplexity", title=title, xscale="log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
