@@ -1,5 +1,12 @@
 """Recipes: YAML files validated on load into typed configs."""
 
-from prunekit.config.recipe import DataConfig, RunConfig, TrainConfig, load_recipe, parse_recipe
+from prunekit.config.recipe import (
+    DataConfig,
+    PruneSection,
+    RunConfig,
+    TrainConfig,
+    load_recipe,
+    parse_recipe,
+)
 
-__all__ = ["DataConfig", "RunConfig", "TrainConfig", "load_recipe", "parse_recipe"]
+__all__ = ["DataConfig", "PruneSection", "RunConfig", "TrainConfig", "load_recipe", "parse_recipe"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,13 +46,39 @@ class TrainConfig(_Strict):
     shuffle: bool = True
 
 
+class PruneSection(_Strict):
+    """One way to compress the trained baseline, to one or more target sizes.
+
+    `sizes` are fractions of the baseline's parameter count (<= 1) or absolute counts (> 1).
+    Incremental: one run follows the cubic schedule (eq. 4) to the smallest size over `ramp` of
+    `steps`, pruning every `frequency` steps and checkpointing as it passes each size. One-shot:
+    one run per size, pruned at step 0 (data-driven scores from `calibration_batches` batches)
+    and then fine-tuned for `steps`.
+    """
+
+    name: str
+    criterion: str = "taylor"
+    method: str = "unstructured"
+    method_args: dict[str, Any] = Field(default_factory=dict)
+    schedule: Literal["incremental", "one-shot"] = "incremental"
+    sizes: list[float] = Field(default_factory=lambda: [0.5, 0.25, 0.1], min_length=1)
+    steps: int = Field(400, ge=1)
+    ramp: float = Field(0.75, gt=0, le=1)
+    frequency: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    calibration_batches: int = Field(8, ge=1)
+    scope: dict[str, Any] = Field(default_factory=dict)
+    budget: Literal["layer", "global"] = "layer"
+
+
 class RunConfig(_Strict):
-    """A whole recipe: data, model, training (and, later, compression)."""
+    """A whole recipe: data, model, training, and the compressions to run on the trained model."""
 
     name: str = "run"
     data: DataConfig = DataConfig()
     model: dict[str, Any] = Field(default_factory=lambda: {"arch": "transformer"})
     train: TrainConfig = TrainConfig()
+    prune: list[PruneSection] = Field(default_factory=list)
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -67,15 +94,25 @@ def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = 
     Raises:
         PrunekitError: on the first unknown key or wrong type, naming the key.
     """
-    data: dict[str, Any] = dict(raw or {})
+    data: dict[str, Any] = copy.deepcopy(dict(raw or {}))
+    if any(key.startswith("prune.") for key in overrides or {}) and "prune" not in data:
+        data["prune"] = RunConfig().model_dump(mode="json")["prune"]
     for dotted, value in (overrides or {}).items():
-        node = data
+        node: Any = data
         *parents, leaf = dotted.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise PrunekitError(f"override '{dotted}': '{part}' is not a section")
-        node[leaf] = value
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise PrunekitError(f"override '{dotted}': '{part}' is not a section or list index")
+        if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+            node[int(leaf)] = value
+        elif isinstance(node, dict):
+            node[leaf] = value
+        else:
+            raise PrunekitError(f"override '{dotted}': '{leaf}' is not a key or list index")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

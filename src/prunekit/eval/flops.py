@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from prunekit.errors import PrunekitError
@@ -121,3 +122,24 @@ def _rnn(m: nn.RNNBase, context_len: int) -> int:
             per_dir += 2 * h * p
         total += directions * per_dir
     return total
+
+
+def sparse_flops_per_token(model: nn.Module, context_len: int) -> int:
+    """FLOPs per token if every exact zero in a weight matrix were skipped (2 FLOPs per zero).
+
+    The paper's FLOP count of an unstructured-pruned model; `flops_per_token` is what a dense
+    kernel executes. Only nn.Linear and RNN weight matrices are discounted (an embedding lookup
+    costs no FLOPs anyway).
+    """
+    saved = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            names = ["weight"]
+        elif isinstance(module, nn.RNNBase):
+            names = [n for n in module._flat_weights_names if n.startswith("weight")]
+        else:
+            continue
+        for name in names:
+            w = getattr(module, name)
+            saved += 2 * (w.numel() - int(torch.count_nonzero(w)))
+    return flops_per_token(model, context_len) - saved

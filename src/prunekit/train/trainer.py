@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class Callback(Protocol):
-    """What the trainer calls; every method is optional (looked up with getattr)."""
+    """What the trainer calls; every method is optional (looked up with hasattr).
+
+    `after_step(trainer, step)` runs after each optimizer step; `state_dict()` returning
+    {"meta": JSON-able, "tensors": {name: Tensor}} and `load_state_dict(that)` put the callback's
+    state into checkpoints (a `prunekit.prune.Pruner` is such a callback).
+    """
 
     def after_step(self, trainer: Trainer, step: int) -> None: ...
 
@@ -66,7 +71,7 @@ class Trainer:
         valid_tokens: (N,) validation token stream.
         cfg: the train section of the recipe.
         out_dir: checkpoints go to out_dir/checkpoints/{last,best}.
-        callbacks: objects with optional after_step(trainer, step), state_tensors(), load_state_tensors().
+        callbacks: see `Callback`.
     """
 
     def __init__(
@@ -201,13 +206,14 @@ class Trainer:
 
     def save(self, path: str | Path) -> None:
         """Checkpoint model, optimizer, RNG, history and callback state to `path`."""
-        extra: dict[str, torch.Tensor] = {}
+        state, extra = self._state(), {}
+        state["callbacks"] = {}
         for i, cb in enumerate(self.callbacks):
-            if hasattr(cb, "state_tensors"):
-                extra.update({f"cb{i}.{k}": v for k, v in cb.state_tensors().items()})
-        save_checkpoint(
-            path, self.model, self._state(), optimizer=self.optimizer, extra_tensors=extra
-        )
+            if hasattr(cb, "state_dict"):
+                cb_state = cb.state_dict()
+                state["callbacks"][str(i)] = cb_state["meta"]
+                extra.update({f"cb{i}/{k}": v for k, v in cb_state["tensors"].items()})
+        save_checkpoint(path, self.model, state, optimizer=self.optimizer, extra_tensors=extra)
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping)."""
@@ -225,8 +231,7 @@ class Trainer:
         )
         self.run_state = state.get("run", {})
         for i, cb in enumerate(self.callbacks):
-            if hasattr(cb, "load_state_tensors"):
-                prefix = f"cb{i}."
-                cb.load_state_tensors(
-                    {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
-                )
+            if hasattr(cb, "load_state_dict"):
+                prefix = f"cb{i}/"
+                tensors = {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
+                cb.load_state_dict({"meta": state["callbacks"][str(i)], "tensors": tensors})

@@ -1,0 +1,273 @@
+"""Pruning schedules: small frozen value objects that map an optimizer step to a pruning target.
+
+`OneShot` and `Cubic` are sparsity schedules (`schedule(step)` is the fraction of weights to remove);
+`NarangRamp` is a threshold schedule (Narang et al. 2017: `threshold(step, q)` is a magnitude
+threshold). Every schedule answers `should_update(step)` (is this a mask-update step?) and
+`last_step` (after it, masks never change).
+
+Steps are the 0-based index of the optimizer step just taken: `pruner.step(0)` runs after the first
+`optimizer.step()`.
+
+Example:
+    >>> s = Cubic(s_f=0.8, t0=10, dt=5, n=4)
+    >>> [round(s(t), 6) for t in (9, 15, 20, 30)]
+    [0.0, 0.4625, 0.7, 0.8]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from prunekit.errors import PrunekitError
+from prunekit.prune._serial import pack, unpack
+
+_VERSION = 1
+
+
+def _check_fraction(name: str, value: Any, example: float = 0.9) -> None:
+    """Raise unless `value` is a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise PrunekitError(
+            f"{name}={value!r} must be in [0, 1): it is the fraction of weights removed, "
+            f"e.g. {name}={example}"
+        )
+
+
+def _check_int(name: str, value: Any, lo: int, example: int) -> None:
+    """Raise unless `value` is an int (not a bool) >= `lo`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise PrunekitError(f"{name}={value!r} must be an integer >= {lo}: e.g. {name}={example}")
+
+
+def _check_positive(name: str, value: Any, example: float) -> None:
+    """Raise unless `value` is a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise PrunekitError(f"{name}={value!r} must be a number > 0: e.g. {name}={example}")
+
+
+class _Schedule:
+    """Shared serialisation of the schedule dataclasses."""
+
+    kind: ClassVar[str] = "sparsity"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return `{"_type", "_version", "_data"}` (JSON-able)."""
+        return pack(type(self).__name__, _VERSION, asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Rebuild the schedule `to_dict` returned.
+
+        Raises:
+            PrunekitError: a dict of another schedule type, an unknown version or bad fields.
+        """
+        _, data = unpack(d, {cls.__name__: _VERSION})
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise PrunekitError(f"bad {cls.__name__} fields {sorted(data)}: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OneShot(_Schedule):
+    """Remove `sparsity` of the weights at one step; the target is 0 before it.
+
+    Args:
+        sparsity: fraction of weights removed, in [0, 1).
+        step: the optimizer step at which masks are computed (0 = after the first step).
+    """
+
+    sparsity: float
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        _check_fraction("sparsity", self.sparsity)
+        _check_int("step", self.step, 0, 0)
+
+    def __call__(self, step: int) -> float:
+        """Return the target sparsity in force at `step`."""
+        return float(self.sparsity) if step >= self.step else 0.0
+
+    def should_update(self, step: int) -> bool:
+        """Return whether masks are recomputed at `step`."""
+        return step == self.step
+
+    @property
+    def last_step(self) -> int:
+        """The last mask-update step."""
+        return self.step
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cubic(_Schedule):
+    """Polynomial (cubic) sparsity ramp of Zhu & Gupta 2017, seed 004 eq. 4.
+
+    s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt))**3, evaluated at the last update step <= t.
+    Masks are updated at t0, t0 + dt, ..., t0 + n * dt; the target is s_i before t0 and s_f after.
+
+    Args:
+        s_i: initial sparsity, in [0, s_f].
+        s_f: final sparsity, in [0, 1).
+        t0: first update step (>= 0).
+        dt: steps between updates (>= 1).
+        n: number of update intervals (>= 1), so there are n + 1 updates.
+    """
+
+    s_i: float = 0.0
+    s_f: float
+    t0: int = 0
+    dt: int
+    n: int
+
+    def __post_init__(self) -> None:
+        _check_fraction("s_i", self.s_i, 0.0)
+        _check_fraction("s_f", self.s_f)
+        if self.s_i > self.s_f:
+            raise PrunekitError(
+                f"s_i={self.s_i!r} must be <= s_f={self.s_f!r}: sparsity only grows; "
+                "lower s_i or raise s_f"
+            )
+        _check_int("t0", self.t0, 0, 0)
+        _check_int("dt", self.dt, 1, 100)
+        _check_int("n", self.n, 1, 10)
+
+    def __call__(self, step: int) -> float:
+        """Return the target sparsity in force at `step`."""
+        if step < self.t0:
+            return float(self.s_i)
+        u = min(self.n, (step - self.t0) // self.dt)  # updates done so far, minus one
+        return float(self.s_f + (self.s_i - self.s_f) * (1.0 - u / self.n) ** 3)
+
+    def should_update(self, step: int) -> bool:
+        """Return whether masks are recomputed at `step`."""
+        return self.t0 <= step <= self.last_step and (step - self.t0) % self.dt == 0
+
+    @property
+    def last_step(self) -> int:
+        """The last mask-update step, t0 + n * dt."""
+        return self.t0 + self.n * self.dt
+
+
+@dataclass(frozen=True, kw_only=True)
+class NarangRamp(_Schedule):
+    """Two-slope magnitude-threshold ramp of Narang et al. 2017 ("Exploring Sparsity in RNNs").
+
+    theta = 2 q freq / (2 (ramp - start) + 3 (end - ramp)); phi = slope_mult * theta;
+    eps = theta (itr - start + 1) / freq before `ramp`,
+    eps = (theta (ramp - start + 1) + phi (itr - ramp + 1)) / freq from `ramp` on.
+    Masks are recomputed (|w| <= eps removed) at every multiple of `freq` with start < itr < end.
+    q is the `q_percentile`-th percentile of |w| of each tensor in the dense model (the pruner
+    captures it when masks are attached and keeps it in its state_dict). An embedding scored per
+    column (`scope.group_embedding`) compares each column's mean |w| with eps.
+
+    Args:
+        start: start_itr (>= 0).
+        ramp: ramp_itr, in [start, end].
+        end: end_itr (> start).
+        freq: steps between updates (>= 1).
+        slope_mult: phi / theta (> 0; the paper uses 1.5 to 2).
+        q_percentile: which percentile of |w| gives q, in (0, 100].
+    """
+
+    kind: ClassVar[str] = "threshold"
+
+    start: int
+    ramp: int
+    end: int
+    freq: int = 100
+    slope_mult: float = 1.5
+    q_percentile: float = 90.0
+
+    def __post_init__(self) -> None:
+        _check_int("start", self.start, 0, 0)
+        _check_int("freq", self.freq, 1, 100)
+        _check_int("end", self.end, self.start + 1, self.start + 10 * self.freq)
+        _check_int("ramp", self.ramp, self.start, self.start)
+        if self.ramp > self.end:
+            raise PrunekitError(
+                f"ramp={self.ramp!r} must be <= end={self.end!r}: the ramp starts before pruning ends"
+            )
+        _check_positive("slope_mult", self.slope_mult, 1.5)
+        q = self.q_percentile
+        if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q <= 100:
+            raise PrunekitError(f"q_percentile={q!r} must be in (0, 100]: e.g. q_percentile=90")
+        if not self._update_steps():
+            raise PrunekitError(
+                f"NarangRamp(start={self.start}, end={self.end}, freq={self.freq}) never updates: "
+                "put a multiple of freq strictly between start and end"
+            )
+
+    def _update_steps(self) -> range:
+        first = (self.start // self.freq + 1) * self.freq
+        return range(first, self.end, self.freq)
+
+    def threshold(self, step: int, q: float) -> float:
+        """Return Narang's threshold eps at `step` for a tensor whose q value is `q`."""
+        if step < self.start:
+            return 0.0
+        theta = 2.0 * q * self.freq / (2 * (self.ramp - self.start) + 3 * (self.end - self.ramp))
+        phi = self.slope_mult * theta
+        if step < self.ramp:
+            return theta * (step - self.start + 1) / self.freq
+        return (theta * (self.ramp - self.start + 1) + phi * (step - self.ramp + 1)) / self.freq
+
+    def __call__(self, step: int) -> float:
+        """Return the threshold at `step` in units of q (threshold(step, q=1)); not a sparsity."""
+        return self.threshold(step, 1.0)
+
+    def should_update(self, step: int) -> bool:
+        """Return whether masks are recomputed at `step`."""
+        return self.start < step < self.end and step % self.freq == 0
+
+    @property
+    def last_step(self) -> int:
+        """The last mask-update step (the last multiple of freq before end)."""
+        return self._update_steps()[-1]
+
+
+Schedule = OneShot | Cubic | NarangRamp
+SCHEDULES: dict[str, type[_Schedule]] = {c.__name__: c for c in (OneShot, Cubic, NarangRamp)}
+
+
+def schedule_from_dict(d: dict[str, Any]) -> Schedule:
+    """Rebuild any schedule from its `to_dict()`.
+
+    Raises:
+        PrunekitError: an unknown `_type` or bad fields.
+    """
+    type_name, _ = unpack(d, dict.fromkeys(SCHEDULES, _VERSION))
+    return SCHEDULES[type_name].from_dict(d)
+
+
+def factorized_rank_fraction(s: float, a: int, b: int) -> float:
+    """Convert a parameter sparsity into the fraction of SVD ranks to remove (seed 004 eq. 5).
+
+    W (a x b) is stored as U (a x r), d (r) and V (r x b) with r = min(a, b). Keeping k ranks costs
+    k (a + b) parameters (d folds into U at export). Asking k (a + b) = (1 - s) a b and writing
+    k = (1 - s_hat) r with a the larger dimension (so r = b) gives
+    s_hat = 1 - a (1 - s) / (a + b). Even s = 0 removes b / (a + b) of the ranks, because the full-rank
+    factorization is larger than W.
+
+    Args:
+        s: target parameter sparsity of W, in [0, 1).
+        a: one dimension of W (>= 1); the larger of `a` and `b` is used as eq. 5's a.
+        b: the other dimension of W (>= 1).
+
+    Returns:
+        s_hat, the fraction of the r = min(a, b) ranks to remove.
+
+    Raises:
+        PrunekitError: s outside [0, 1) or a dimension < 1.
+    """
+    _check_fraction("s", s)
+    _check_int("a", a, 1, 512)
+    _check_int("b", b, 1, 512)
+    big, small = max(a, b), min(a, b)
+    return 1.0 - big * (1.0 - s) / (big + small)
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, halves up (the one rounding rule used for counts)."""
+    return int(math.floor(x + 0.5))
