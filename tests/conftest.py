@@ -24,7 +24,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_recipe():
     """A function: corpus folder, **train overrides -> recipe dict for a seconds-long run."""
     return _tiny_recipe

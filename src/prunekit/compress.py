@@ -78,21 +78,29 @@ def measure(model: nn.Module, data: LMData, cfg: RunConfig) -> dict[str, Any]:
 
 
 class SizeMilestones:
-    """Trainer callback: checkpoint and evaluate the model when it first gets <= each size."""
+    """Trainer callback: checkpoint and evaluate the model when it first gets <= each size.
 
-    def __init__(self, sizes: list[int], data: LMData, cfg: RunConfig, out: Path):
+    Sizes only change on pruning steps, so the (whole-model) count runs only after those.
+    """
+
+    def __init__(self, sizes: list[int], schedule: Any, data: LMData, cfg: RunConfig, out: Path):
         self.pending = sorted(sizes, reverse=True)
         self.rows: list[dict[str, Any]] = []
-        self.data, self.cfg, self.out = data, cfg, out
+        self.schedule, self.data, self.cfg, self.out = schedule, data, cfg, out
 
     def after_step(self, trainer: Trainer, step: int) -> None:
-        if not self.pending or count_params(trainer.model) > self.pending[0]:
+        if not self.pending or not self.schedule.should_update(step - 1):
+            return  # `step` optimizer steps are done; the pruner updated after step index step-1
+        params = count_params(trainer.model)
+        passed = [s for s in self.pending if params <= s]
+        if not passed:
             return
-        size = self.pending.pop(0)
-        trainer.save(self.out / f"size-{size}")
         row = measure(trainer.model, self.data, self.cfg)
-        self.rows.append({"target_params": size, "step": step, **row})
-        log.info("reached %d params at step %d: valid ppl %.2f", size, step, row["valid_ppl"])
+        for size in passed:
+            self.pending.remove(size)
+            trainer.save(self.out / f"size-{size}")
+            self.rows.append({"target_params": size, "step": step, **row})
+            log.info("reached %d params at step %d: valid ppl %.2f", size, step, row["valid_ppl"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"meta": {"pending": self.pending, "rows": self.rows}, "tensors": {}}
@@ -135,7 +143,8 @@ def _run_one(
             n = min(section.calibration_batches, len(batches))
             calibrate(pruner, (batches.window(i) for i in range(n)))
         pruner.prune_now(pcfg.schedule.sparsity)  # type: ignore[union-attr]
-    milestones = SizeMilestones([s for s in sizes if s != min(sizes)], data, cfg, out)
+    larger = [s for s in sizes if s != min(sizes)]
+    milestones = SizeMilestones(larger, pcfg.schedule, data, cfg, out)
     callbacks: list[Any] = [pruner, milestones] if incremental else []
     trainer = Trainer(
         model,
