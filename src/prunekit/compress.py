@@ -168,6 +168,18 @@ def _run_one(
     return rows
 
 
+def check_sections(cfg: RunConfig, model: nn.Module) -> None:
+    """Validate every prune section against `model` (sizes reachable, scopes, names) up front.
+
+    Raises:
+        PrunekitError: the first problem found, before any training starts.
+    """
+    base = count_params(model)
+    for section in cfg.prune:
+        for size in target_sizes(section, base):
+            prune_config(section, model, size, section.steps)
+
+
 def compress(cfg: RunConfig, section: PruneSection, baseline: Path, data: LMData, out: Path):
     """Run one recipe `prune` section from the baseline checkpoint; return one row per size."""
     torch.set_num_threads(cfg.train.threads)

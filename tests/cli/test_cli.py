@@ -99,3 +99,35 @@ def test_run_writes_report_metrics_and_plot(tiny_corpus, tmp_path, capsys):
     metrics = json.loads((out / "baseline" / "metrics.json").read_text())
     assert f"{metrics['test_ppl']:,.2f}" in report
     assert "baseline: valid ppl" in capsys.readouterr().out
+
+
+def _prune_recipe(tmp_path, **section):
+    recipe = tmp_path / "prune.yaml"
+    body = {"name": "u", "steps": 4, "frequency": 1, "sizes": [0.5], **section}
+    recipe.write_text(json.dumps({"prune": [body]}))
+    return recipe
+
+
+def test_prune_command_and_its_bad_inputs(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *_tiny_sets(tiny_corpus)]) == 0
+    best = str(out / "checkpoints" / "best")
+    capsys.readouterr()
+    good = _prune_recipe(tmp_path, criterion="magnitude")
+    assert main(["prune", best, "--recipe", str(good), "--out", str(tmp_path / "p")]) == 0
+    assert "| u |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "p" / "results.json").read_text())["rows"][0]["variant"] == "u"
+
+    cases = [
+        ({"scope": {"include": ["nothing.*"]}}, "matches no"),
+        ({"sizes": [5]}, "is unreachable"),
+        ({"method": "factorized", "sizes": [0.0001]}, "is unreachable"),
+        ({"scope": {"include": ["lm_head"], "exclude": ["lm_head"]}}, "conflict"),
+        ({"criterion": "psychic"}, "psychic"),
+    ]
+    for section, message in cases:
+        bad = _prune_recipe(tmp_path, **section)
+        code, err = _run(capsys, "prune", best, "--recipe", str(bad), "--out", str(tmp_path / "x"))
+        assert code == 2, section
+        assert len(err) == 1 and message in err[0], (section, err)
+        assert not (tmp_path / "x").exists()

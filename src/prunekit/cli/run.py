@@ -10,9 +10,9 @@ from typing import Any
 
 from prunekit.atomic import write_json, write_text
 from prunekit.cli.common import add_recipe_args, recipe_from_args
-from prunekit.compress import compress
+from prunekit.compress import check_sections, compress
 from prunekit.config import RunConfig
-from prunekit.experiment import prepare_data, train_baseline
+from prunekit.experiment import build_lm, prepare_data, train_baseline
 from prunekit.machine import machine_info
 from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
@@ -32,10 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_all(cfg: RunConfig, out: Path, *, resume: bool = True) -> dict[str, Any]:
     """Baseline, then every prune section; returns {"baseline": metrics, "compressed": rows}."""
+    data = prepare_data(cfg)
+    check_sections(cfg, build_lm(cfg, data.tokenizer.vocab_size))  # bad sections fail first
     baseline = train_baseline(cfg, out / "baseline", resume=resume)
     rows: list[dict[str, Any]] = []
     if cfg.prune:
-        data = prepare_data(cfg)
         best = out / "baseline" / "checkpoints" / "best"
         for section in cfg.prune:
             rows += compress(cfg, section, best, data, out / "prune" / section.name)
