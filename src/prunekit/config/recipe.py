@@ -39,6 +39,9 @@ class TrainConfig(_Strict):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     eval_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(
+        0, ge=0
+    )  # also save checkpoints/last every N steps (0 = only at evals)
     eval_batch_size: int = Field(16, ge=1)
     log_every: int = Field(10, ge=1)
     seed: int = 0

@@ -173,6 +173,11 @@ class Trainer:
                 self.history.train_seconds += time.perf_counter() - t0
                 self._validate_and_save()
                 t0, step0 = time.perf_counter(), self.step
+            elif self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                self.history.train_seconds += time.perf_counter() - t0
+                if self.world.is_main:
+                    self.save(self.checkpoint_dir / "last")
+                t0, step0 = time.perf_counter(), self.step
         bar.close()
         return self.history
 
