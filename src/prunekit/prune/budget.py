@@ -52,9 +52,15 @@ def lowest(scores: Tensor, k: int) -> Tensor:
     Returns:
         Tensor[n], bool, True on the k selected items.
     """
-    k = max(0, min(int(k), scores.numel()))
-    out = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
-    out[torch.sort(scores, stable=True).indices[:k]] = True
+    n = scores.numel()
+    k = max(0, min(int(k), n))
+    if k == 0 or k == n:
+        return torch.full((n,), k == n, dtype=torch.bool, device=scores.device)
+    # O(n) instead of a full sort: everything below the k-th value, then the lowest-index ties.
+    kth = torch.kthvalue(scores, k).values
+    out = scores < kth
+    ties = torch.nonzero(scores == kth).flatten()
+    out[ties[: k - int(out.sum())]] = True
     return out
 
 

@@ -1,0 +1,189 @@
+"""ONNX export of full-sequence scoring, `forward(idx (B, T)) -> logits (B, T, V)`.
+
+Exports dense `TransformerLM` / `RNNLM` and copies holding `DenseLinear` / `LowRankLinear`
+(`fastest_dense` output included), with dynamic batch and sequence axes (input `idx` int64,
+output `logits` fp32). Not exportable: `SparseLinear` (no CSR matmul in standard ONNX) and the
+dynamic int8 modules (torch's packed int8 kernels have no ONNX form; quantize the exported fp32
+graph with onnxruntime's own dynamic quantization instead).
+
+Two exporters:
+
+- "torchscript" (default): torch.onnx's tracing exporter, about a second for a small model; LSTM /
+  GRU become ONNX LSTM / GRU ops.
+- "dynamo": torch.onnx's torch.export-based exporter (slower, ~10 s per tiny model). Its
+  decomposition of `F.scaled_dot_product_attention` with a float mask fails on symbolic shapes
+  in torch 2.13 ("Cannot view a tensor ... as a tensor with shape (B, T, H*D)"), so for export
+  each `CausalSelfAttention` of the copy runs an identical explicit softmax(q k^T / sqrt(d) + bias) v
+  (`_explicit_attention_forward`); `check_onnx` compares against the unmodified model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import types
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.ao.nn.quantized.dynamic as qd
+from torch import Tensor, nn
+from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase as DynamicRNNBase
+
+from prunekit.atomic import write_with
+from prunekit.errors import PrunekitError
+from prunekit.export.layers import Int8Linear, Int8LowRankLinear, SparseLinear
+from prunekit.models.transformer_lm import KV, CausalSelfAttention
+
+Exporter = Literal["torchscript", "dynamo"]
+
+
+def _explicit_attention_forward(
+    self: CausalSelfAttention, x: Tensor, pos: int = 0, past: KV | None = None
+) -> tuple[Tensor, KV]:
+    """CausalSelfAttention.forward (eval mode) with SDPA written out; x (B, T, C) -> (B, T, C)."""
+    B, T, _ = x.shape
+    q = self.q_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
+    k = self.k_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
+    v = self.v_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
+    if past is not None:
+        k = torch.cat([past[0], k], dim=2)  # (B, H, S, D)
+        v = torch.cat([past[1], v], dim=2)  # (B, H, S, D)
+    S = k.size(2)
+    q_pos = torch.arange(pos, pos + T, device=x.device)
+    k_pos = torch.arange(pos + T - S, pos + T, device=x.device)
+    dist = q_pos[:, None] - k_pos[None, :]  # (T, S)
+    max_rel = self.rel_k.num_embeddings - 1
+    rel = q @ self.rel_k.weight.T  # (B, H, T, k+1)
+    index = dist.clamp(0, max_rel).expand(B, rel.size(1), T, S)  # (B, H, T, S)
+    bias = rel.gather(-1, index) / math.sqrt(self.d_head)  # (B, H, T, S)
+    bias = bias.masked_fill(dist < 0, float("-inf"))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head) + bias  # (B, H, T, S)
+    y = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
+    y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
+    return self.out_proj(y), (k, v)
+
+
+def _check_exportable(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, SparseLinear):
+            raise PrunekitError(
+                f"{name} is a SparseLinear, which ONNX cannot express: export the dense copy "
+                "(fastest_dense) instead"
+            )
+        if isinstance(m, Int8Linear | Int8LowRankLinear | qd.Linear | DynamicRNNBase):
+            raise PrunekitError(
+                f"{name} is a dynamic int8 module, which has no ONNX form: export the fp32 model "
+                "and quantize the ONNX file with onnxruntime.quantization.quantize_dynamic"
+            )
+
+
+def _example(model: nn.Module, batch_size: int, seq_len: int) -> Tensor:
+    from prunekit.bench.latency import vocab_size_of
+
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, vocab_size_of(model), (batch_size, seq_len), generator=g)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    seq_len: int,
+    batch_size: int = 2,
+    exporter: Exporter = "torchscript",
+    opset: int | None = None,
+) -> Path:
+    """Write `model`'s full-sequence forward to an ONNX file, atomically.
+
+    Args:
+        model: an fp32 LM `forward(idx (B, T)) -> logits (B, T, V)` (not modified).
+        path: the .onnx file to write.
+        seq_len: length of the example input traced (the sequence axis stays dynamic).
+        batch_size: batch of the example input (the batch axis stays dynamic).
+        exporter: "torchscript" or "dynamo" (see the module docstring).
+        opset: ONNX opset; default 17 for torchscript, the exporter's default for dynamo.
+
+    Returns:
+        The written path. Graph input "idx" (int64, [batch, seq]), output "logits".
+
+    Raises:
+        PrunekitError: a module that cannot be exported, or an unknown exporter.
+    """
+    if exporter not in ("torchscript", "dynamo"):
+        raise PrunekitError(f"exporter={exporter!r} is unknown: use 'torchscript' or 'dynamo'")
+    _check_exportable(model)
+    m = copy.deepcopy(model).eval()
+    idx = _example(m, batch_size, seq_len)
+    path = Path(path)
+
+    def write_torchscript(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # The RNN initial state is built from the input's shape at run time, so other batch
+            # sizes work (checked by the tests); the exporter warns regardless.
+            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+            torch.onnx.export(
+                m,
+                (idx,),
+                str(tmp),
+                input_names=["idx"],
+                output_names=["logits"],
+                dynamic_axes={"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}},
+                opset_version=opset or 17,
+                dynamo=False,
+            )
+
+    def write_dynamo(tmp: Path) -> None:
+        for mod in m.modules():
+            if isinstance(mod, CausalSelfAttention):
+                mod.forward = types.MethodType(_explicit_attention_forward, mod)
+        dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
+        program = torch.onnx.export(
+            m,
+            (idx,),
+            input_names=["idx"],
+            output_names=["logits"],
+            dynamic_shapes={"idx": dims},
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(str(tmp), external_data=False)
+
+    with torch.no_grad():
+        write_with(path, write_torchscript if exporter == "torchscript" else write_dynamo)
+    return path
+
+
+def onnx_logits(path: str | Path, idx: Tensor) -> Tensor:
+    """Run the exported file on token ids idx (B, T) with onnxruntime (CPU); logits (B, T, V)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"idx": idx.to(torch.int64).numpy()})
+    return torch.from_numpy(logits)
+
+
+def check_onnx(model: nn.Module, path: str | Path, idx: Tensor) -> float:
+    """Max absolute difference between onnxruntime's logits of `path` and `model(idx)`.
+
+    Args:
+        model: the torch model that was exported (run in eval mode, then restored).
+        path: its ONNX file.
+        idx: token ids (B, T), any batch and length.
+
+    Returns:
+        max |onnx - torch| over all logits.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            ref = model(idx)
+    finally:
+        model.train(was_training)
+    return float((onnx_logits(path, idx) - ref.float()).abs().max())
