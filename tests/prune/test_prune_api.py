@@ -1,9 +1,10 @@
-"""prune_: one call on any nn.Module, a GPT-2-shaped model included (transformers not needed)."""
+"""prune_: one call on any nn.Module, a real Hugging Face GPT-2 (built from a config) included."""
 
 import pytest
 import torch
-from prune_standins import TinyGPT2, TinyTransformerLM, lm_batches
+from prune_standins import TinyTransformerLM, lm_batches
 from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel  # built from a config: no download
 
 from prunekit.errors import PrunekitError
 from prunekit.prune import (
@@ -19,18 +20,11 @@ from prunekit.prune import (
 from prunekit.prune.api import logits_of
 from prunekit.prune.schedules import round_half_up
 
-try:  # a real Hugging Face GPT-2 when the library is installed (no download: built from a config)
-    from transformers import GPT2Config, GPT2LMHeadModel
-except ImportError:  # pragma: no cover - the stand-in has the same module layout
-    GPT2LMHeadModel = None
-
 
 def _gpt2():
     torch.manual_seed(0)
-    if GPT2LMHeadModel is not None:
-        cfg = GPT2Config(vocab_size=17, n_positions=16, n_embd=8, n_layer=2, n_head=2)
-        return GPT2LMHeadModel(cfg)
-    return TinyGPT2(vocab=17, d=8, n_layer=2)
+    cfg = GPT2Config(vocab_size=17, n_positions=16, n_embd=8, n_layer=2, n_head=2)
+    return GPT2LMHeadModel(cfg)
 
 
 @pytest.mark.parametrize("criterion", ["magnitude", "taylor", "activation"])
