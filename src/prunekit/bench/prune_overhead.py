@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.bench.markdown import bench_header
 from prunekit.config import RunConfig
 from prunekit.data import LMBatches
 from prunekit.experiment import build_lm, prepare_data
@@ -75,16 +76,15 @@ def measure(cfg: RunConfig, *, steps: int, repeats: int, threads: list[int], tmp
 def to_markdown(result: dict[str, Any], machine: dict[str, Any], command: str) -> str:
     """Table: variant x threads, medians and step-time ratio to the plain trainer."""
     lines = [
-        "# Pruning overhead during training",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}, "
-        f"commit {machine['git_commit']}  ",
-        f"{result['steps']} steps per repetition, {result['repeats']} repetitions, variants "
-        "alternating; medians. `masked`: masks applied in the forward pass + Taylor (g·w)² "
-        "accumulated every step; `masked+updates`: also a mask re-computation every 10 steps. "
-        "Target: step-time ratio <= 1.10.",
-        "",
+        *bench_header(
+            "Pruning overhead during training",
+            command,
+            machine,
+            f"{result['steps']} steps per repetition, {result['repeats']} repetitions, variants "
+            "alternating; medians. `masked`: masks applied in the forward pass + Taylor (g·w)² "
+            "accumulated every step; `masked+updates`: also a mask re-computation every 10 steps. "
+            "Target: step-time ratio <= 1.10.",
+        ),
         "| threads | variant | tokens/s | step-time ratio vs plain |",
         "|---|---|---|---|",
     ]

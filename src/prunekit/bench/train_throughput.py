@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunekit.bench.markdown import bench_header
 from prunekit.config import RunConfig
 from prunekit.data import LMBatches
 from prunekit.experiment import build_lm, prepare_data
@@ -75,14 +76,13 @@ def measure(cfg: RunConfig, *, steps: int, repeats: int, threads: list[int], tmp
 def to_markdown(result: dict[str, Any], machine: dict[str, Any], command: str) -> str:
     """A table of the medians and the ratio per thread count."""
     lines = [
-        "# Training throughput: prunekit Trainer vs a hand-written PyTorch loop",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}, "
-        f"commit {machine['git_commit']}  ",
-        f"{result['steps']} steps per repetition, {result['repeats']} repetitions, alternating; "
-        "medians. Target: ratio >= 0.95.",
-        "",
+        *bench_header(
+            "Training throughput: prunekit Trainer vs a hand-written PyTorch loop",
+            command,
+            machine,
+            f"{result['steps']} steps per repetition, {result['repeats']} repetitions, "
+            "alternating; medians. Target: ratio >= 0.95.",
+        ),
         "| threads | trainer tokens/s | hand loop tokens/s | ratio |",
         "|---|---|---|---|",
     ]
