@@ -1,7 +1,8 @@
 """ONNX export of full-sequence scoring, `forward(idx (B, T)) -> logits (B, T, V)`.
 
-Exports dense `TransformerLM` / `RNNLM` and copies holding `DenseLinear` / `LowRankLinear`
-(`fastest_dense` output included), with dynamic batch and sequence axes (input `idx` int64,
+Exports dense `TransformerLM` / `RNNLM` and copies holding `DenseLinear` / `LowRankLinear` /
+`SlicedLinear` / `LowRankEmbedding` (`fastest_dense` and `compact` output included; `onnx_ready`
+turns CSR layers back into dense ones first), with dynamic batch and sequence axes (input `idx` int64,
 output `logits` fp32). Not exportable: `SparseLinear` (no CSR matmul in standard ONNX) and the
 dynamic int8 modules (torch's packed int8 kernels have no ONNX form; quantize the exported fp32
 graph with onnxruntime's own dynamic quantization instead).
@@ -33,7 +34,9 @@ from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase as DynamicRNNBase
 
 from prunekit.atomic import write_with
 from prunekit.errors import PrunekitError
-from prunekit.export.layers import Int8Linear, Int8LowRankLinear, SparseLinear
+from prunekit.export.layers import DenseLinear, Int8Linear, Int8LowRankLinear, SparseLinear
+from prunekit.export.linear_rnn import LinearRNN
+from prunekit.export.replace import replace_modules
 from prunekit.models.transformer_lm import KV, CausalSelfAttention
 
 Exporter = Literal["torchscript", "dynamo"]
@@ -63,6 +66,22 @@ def _explicit_attention_forward(
     y = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
     y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
     return self.out_proj(y), (k, v)
+
+
+def onnx_ready(model: nn.Module) -> nn.Module:
+    """A copy of a compact fp32 model that ONNX can express: each `SparseLinear` as a DenseLinear
+    and each `LinearRNN` as the equivalent nn.LSTM / nn.GRU (same math, zeros kept dense)."""
+
+    def convert(name: str, m: nn.Module) -> nn.Module | None:
+        if isinstance(m, SparseLinear):
+            return DenseLinear(m.weight, m.bias)
+        if isinstance(m, LinearRNN):
+            return m.to_dense_rnn()
+        return None
+
+    new = copy.deepcopy(model).eval()
+    replace_modules(new, convert)
+    return new
 
 
 def _check_exportable(model: nn.Module) -> None:
