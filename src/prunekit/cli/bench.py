@@ -6,11 +6,17 @@ import argparse
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from prunekit.atomic import write_json, write_text
-from prunekit.bench import train_throughput
-from prunekit.cli.common import add_recipe_args, recipe_from_args
+from prunekit.bench import paper as paper_bench
+from prunekit.bench import prune_overhead, train_throughput
+from prunekit.bench.paper_cells import Cell, plan_cells, select
+from prunekit.bench.paper_latency import fill_latency
+from prunekit.bench.paper_spec import load_paper_recipe
+from prunekit.cli.bench_latency import add_latency_parser
+from prunekit.cli.common import add_recipe_args, parse_overrides, recipe_from_args
 from prunekit.machine import machine_info
 from prunekit.recipes import builtin
 
@@ -27,6 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     t.add_argument("--out", default="benchmarks/results", help="results folder")
     t.set_defaults(func=run_train)
+    _add_paper_parser(which)
+    add_latency_parser(which)
+    o = which.add_parser("prune-overhead", help="training step with masks + scores vs without")
+    add_recipe_args(o)
+    o.add_argument("--steps", type=int, default=20, help="steps per repetition (default 20)")
+    o.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
+    o.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
+    o.add_argument("--out", default="benchmarks/results", help="results folder")
+    o.set_defaults(func=run_prune_overhead)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -43,4 +58,104 @@ def run_train(args: argparse.Namespace) -> int:
     markdown = train_throughput.to_markdown(result, machine, command)
     write_text(out / "train_throughput.md", markdown)
     print(markdown)
+    return 0
+
+
+def run_prune_overhead(args: argparse.Namespace) -> int:
+    cfg = recipe_from_args(args, default=str(builtin("demo")))
+    threads = [int(n) for n in args.threads.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        result = prune_overhead.measure(
+            cfg, steps=args.steps, repeats=args.repeats, threads=threads, tmp=tmp
+        )
+    machine = machine_info()
+    command = "prunekit " + shlex.join(sys.argv[1:])
+    out = Path(args.out)
+    write_json(out / "prune_overhead.json", {"command": command, "machine": machine, **result})
+    markdown = prune_overhead.to_markdown(result, machine, command)
+    write_text(out / "prune_overhead.md", markdown)
+    print(markdown)
+    return 0
+
+
+def _add_paper_parser(which: argparse._SubParsersAction) -> None:
+    p = which.add_parser(
+        "paper",
+        help="seed 004's Tables 1-3, Fig. 2 and Fig. 3 as one resumable grid",
+        description=paper_bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--recipe", help="paper recipe: a YAML file or a built-in name (default: paper; paper_tiny)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. --set data.corpus=DIR or --set paper.fig2.epochs=2 (repeatable)",
+    )
+    p.add_argument(
+        "--out", help="grid folder (default: runs/paper-<recipe name>[-<corpus folder name>])"
+    )
+    p.add_argument("--cells", metavar="GLOB", help="comma-separated globs over cell ids")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cells, their status and estimated cost"
+    )
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="only time batch-1 decoding of finished cells (fills decode_ms_per_token)",
+    )
+    p.add_argument("--remeasure", action="store_true", help="with --latency: time cells again")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild tables.md after")
+    p.add_argument(
+        "--progress", action="store_true", help="progress bars for baseline/scratch/Fig. 2-3 runs"
+    )
+    p.set_defaults(func=run_paper)
+
+
+def _paper_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this invocation (also when called in-process)."""
+    parts = ["prunekit", "bench", "paper"]
+    for flag in ("recipe", "out", "cells"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    for pair in args.set:
+        parts += ["--set", pair]
+    for flag in ("dry_run", "latency", "remeasure", "no_report"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
+    return shlex.join(parts)
+
+
+def run_paper(args: argparse.Namespace) -> int:
+    from prunekit.report.paper import build_report
+
+    cfg, paper = load_paper_recipe(args.recipe, parse_overrides(args.set))
+    corpus = cfg.data.corpus
+    suffix = "" if corpus == "shakespeare" else "-" + Path(corpus).stem
+    out = Path(args.out or f"runs/paper-{cfg.name}{suffix}")
+    command = _paper_command(args)
+    grid = paper_bench.open_grid(cfg, paper, out, command, progress=args.progress)
+    if args.dry_run:
+        cells = select(plan_cells(paper), args.cells)
+        print(paper_bench.format_plan(paper_bench.describe(grid, cells), cfg.train.threads))
+        return 0
+    if args.latency:
+        cells = select(plan_cells(paper), args.cells)
+        with paper_bench.grid_lock(out):
+            done = fill_latency(grid, cells, remeasure=args.remeasure)
+        print(f"timed {len(done)} cell(s)")
+    else:
+
+        def show(cell: Cell, status: str) -> None:
+            print(f"{time.strftime('%H:%M:%S')} [{status}] {cell.id}", flush=True)
+
+        summary = paper_bench.run_grid(grid, args.cells, on_cell=show)
+        print(f"ran {len(summary['ran'])} cell(s), skipped {len(summary['skipped'])} finished")
+    if not args.no_report and (out / "cells" / "baseline.json").is_file():
+        report_cmd = f"prunekit report {shlex.quote(str(out))}"
+        paths = build_report(out, command=report_cmd, machine=machine_info())
+        print(f"report: {paths['tables']}")
     return 0

@@ -1,0 +1,98 @@
+"""`prunekit bench paper --latency`: batch-1 decoding speed of each finished compact model.
+
+Fills `decode_ms_per_token` and `speedup_vs_dense` into the finished cells' JSON (the dense
+baseline is timed in the same invocation, so the ratio is like for like). The compact model comes
+from `prunekit.export.compact_model(model)` when the export module provides it; until then the
+masks are baked in and `prunekit.export.choose_linears` picks dense or sparse kernels per layer
+(no rank reduction for factorized layers). The backend used is recorded with every number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.atomic import write_json
+from prunekit.bench.paper_cells import Cell, cell_status
+from prunekit.bench.paper_run import Grid, final_checkpoint, load_pruned
+from prunekit.compress import load_trained
+
+log = logging.getLogger(__name__)
+TIMED_KINDS = ("baseline", "prune", "scratch", "finetune")
+
+
+def compact(model: nn.Module, threads: int) -> tuple[nn.Module, str]:
+    """The compact inference model (`prunekit.export.compact.compact`) and the backend's name.
+
+    A never-pruned model (the baseline, from-scratch models) gets the fastest dense path instead.
+    """
+    from prunekit.export import fastest_dense
+    from prunekit.export.compact import compact as export_compact
+
+    if not _is_pruned(model):
+        return fastest_dense(model, threads=threads), "export.fastest_dense"
+    small, _ = export_compact(model, threads=threads, repeats=5)
+    return small, "export.compact"
+
+
+def _is_pruned(model: nn.Module) -> bool:
+    from prunekit.prune.factorized import FACTORIZED_TYPES
+    from prunekit.prune.masks import masks_by_param
+
+    return bool(masks_by_param(model)) or any(
+        isinstance(m, FACTORIZED_TYPES) for m in model.modules()
+    )
+
+
+def _load(grid: Grid, cell: Cell) -> nn.Module:
+    if cell.kind == "baseline":
+        return load_trained(grid.baseline_ckpt)
+    if cell.kind == "scratch":
+        return load_trained(grid.run_dir(cell.id) / "checkpoints" / "best")
+    if cell.kind == "finetune":
+        return load_pruned(grid.run_dir(cell.id) / "checkpoints" / "last")
+    return load_pruned(final_checkpoint(grid, cell.id))
+
+
+def _time(grid: Grid, cell: Cell) -> dict[str, Any]:
+    from prunekit.bench.latency import decode_ms_per_token
+
+    lat = grid.paper.latency
+    model, backend = compact(_load(grid, cell), lat.threads)
+    res = decode_ms_per_token(
+        model, context=lat.context, steps=lat.steps, repeats=lat.repeats, threads=lat.threads
+    )
+    keep = ("median_ms", "p10_ms", "p90_ms", "context", "steps", "repeats", "threads")
+    return {**{k: res[k] for k in keep if k in res}, "backend": backend}
+
+
+def fill_latency(grid: Grid, cells: list[Cell], *, remeasure: bool = False) -> list[str]:
+    """Time every finished cell of `cells` lacking a latency (all with `remeasure`).
+
+    Returns:
+        The ids whose JSON was updated.
+    """
+    torch.manual_seed(0)
+    todo = [c for c in cells if c.kind in TIMED_KINDS and cell_status(grid.out, c)[0] == "done"]
+    todo = [c for c in todo if remeasure or "decode_ms_per_token" not in grid.result(c.id)]
+    if not todo:
+        return []
+    base_cell = Cell("baseline", "baseline")
+    dense = _time(grid, base_cell)
+    updated = []
+    for cell in todo:
+        lat = dense if cell.kind == "baseline" else _time(grid, cell)
+        path: Path = grid.cell_json(cell.id)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["decode_ms_per_token"] = lat["median_ms"]
+        record["speedup_vs_dense"] = dense["median_ms"] / lat["median_ms"]
+        record["latency"] = {**lat, "dense_median_ms": dense["median_ms"], **grid.invocation}
+        write_json(path, record)
+        updated.append(cell.id)
+        log.info("%s: %.3f ms/token (%s)", cell.id, lat["median_ms"], lat["backend"])
+    return updated
