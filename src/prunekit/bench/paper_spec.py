@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prunekit.config import RunConfig, parse_recipe
+from prunekit.config.recipe import set_dotted
 from prunekit.errors import PrunekitError
 from prunekit.recipes import builtin
 
@@ -127,24 +128,6 @@ def size_label(size: float) -> str:
     return f"s{round(100 * size, 4):g}"
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node: Any = data
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise PrunekitError(f"override '{dotted}': '{part}' is not a section or list index")
-    if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
-        node[int(leaf)] = value
-    elif isinstance(node, dict):
-        node[leaf] = value
-    else:
-        raise PrunekitError(f"override '{dotted}': '{leaf}' is not a key or list index")
-
-
 def parse_paper(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> PaperConfig:
     """Validate a `paper:` mapping (plus `paper.`-less dotted overrides) into a PaperConfig.
 
@@ -153,7 +136,7 @@ def parse_paper(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = N
     """
     data = copy.deepcopy(dict(raw or {}))
     for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+        set_dotted(data, dotted, value)
     try:
         return PaperConfig.model_validate(data)
     except ValidationError as exc:

@@ -44,38 +44,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=run_prune_overhead)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def _run_training_bench(args: argparse.Namespace, module, name: str) -> int:
+    """Measure with `module.measure`, save `name`.json/.md under --out, print the Markdown."""
     cfg = recipe_from_args(args, default=str(builtin("demo")))
     threads = [int(n) for n in args.threads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_throughput.measure(
+        result = module.measure(
             cfg, steps=args.steps, repeats=args.repeats, threads=threads, tmp=tmp
         )
     machine = machine_info()
     command = "prunekit " + shlex.join(sys.argv[1:])
     out = Path(args.out)
-    write_json(out / "train_throughput.json", {"command": command, "machine": machine, **result})
-    markdown = train_throughput.to_markdown(result, machine, command)
-    write_text(out / "train_throughput.md", markdown)
+    write_json(out / f"{name}.json", {"command": command, "machine": machine, **result})
+    markdown = module.to_markdown(result, machine, command)
+    write_text(out / f"{name}.md", markdown)
     print(markdown)
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    return _run_training_bench(args, train_throughput, "train_throughput")
 
 
 def run_prune_overhead(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
-    threads = [int(n) for n in args.threads.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        result = prune_overhead.measure(
-            cfg, steps=args.steps, repeats=args.repeats, threads=threads, tmp=tmp
-        )
-    machine = machine_info()
-    command = "prunekit " + shlex.join(sys.argv[1:])
-    out = Path(args.out)
-    write_json(out / "prune_overhead.json", {"command": command, "machine": machine, **result})
-    markdown = prune_overhead.to_markdown(result, machine, command)
-    write_text(out / "prune_overhead.md", markdown)
-    print(markdown)
-    return 0
+    return _run_training_bench(args, prune_overhead, "prune_overhead")
 
 
 def _add_paper_parser(which: argparse._SubParsersAction) -> None:

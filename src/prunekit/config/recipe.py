@@ -91,6 +91,29 @@ def _describe(err: dict[str, Any]) -> str:
     return f"recipe key '{key}': {err['msg']} (got {err.get('input')!r}): fix the value"
 
 
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set data["a"]["b"][0]["c"] = value for dotted="a.b.0.c" (sections are created as needed).
+
+    Raises:
+        PrunekitError: a path step that is neither a section nor an existing list index.
+    """
+    node: Any = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise PrunekitError(f"override '{dotted}': '{part}' is not a section or list index")
+    if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+        node[int(leaf)] = value
+    elif isinstance(node, dict):
+        node[leaf] = value
+    else:
+        raise PrunekitError(f"override '{dotted}': '{leaf}' is not a key or list index")
+
+
 def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Validate a recipe dict (plus dotted `overrides` like {"train.steps": 10}) into a RunConfig.
 
@@ -101,21 +124,7 @@ def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = 
     if any(key.startswith("prune.") for key in overrides or {}) and "prune" not in data:
         data["prune"] = RunConfig().model_dump(mode="json")["prune"]
     for dotted, value in (overrides or {}).items():
-        node: Any = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise PrunekitError(f"override '{dotted}': '{part}' is not a section or list index")
-        if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
-            node[int(leaf)] = value
-        elif isinstance(node, dict):
-            node[leaf] = value
-        else:
-            raise PrunekitError(f"override '{dotted}': '{leaf}' is not a key or list index")
+        set_dotted(data, dotted, value)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
