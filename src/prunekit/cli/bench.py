@@ -26,22 +26,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "bench", help="run a benchmark and save JSON + Markdown", description=__doc__
     )
     which = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    t = which.add_parser("train", help="trainer tokens/s vs a hand-written loop")
-    add_recipe_args(t)
-    t.add_argument("--steps", type=int, default=30, help="steps per repetition (default 30)")
-    t.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
-    t.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
-    t.add_argument("--out", default="benchmarks/results", help="results folder")
-    t.set_defaults(func=run_train)
+    _add_training_bench(which, "train", "trainer tokens/s vs a hand-written loop", 30, run_train)
     _add_paper_parser(which)
     add_latency_parser(which)
-    o = which.add_parser("prune-overhead", help="training step with masks + scores vs without")
-    add_recipe_args(o)
-    o.add_argument("--steps", type=int, default=20, help="steps per repetition (default 20)")
-    o.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
-    o.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
-    o.add_argument("--out", default="benchmarks/results", help="results folder")
-    o.set_defaults(func=run_prune_overhead)
+    _add_training_bench(
+        which,
+        "prune-overhead",
+        "training step with masks + scores vs without",
+        20,
+        run_prune_overhead,
+    )
+
+
+def _add_training_bench(which, name: str, help: str, steps: int, func) -> None:
+    """A training benchmark's parser: recipe, --steps, --repeats, --threads, --out."""
+    p = which.add_parser(name, help=help)
+    add_recipe_args(p)
+    p.add_argument(
+        "--steps", type=int, default=steps, help=f"steps per repetition (default {steps})"
+    )
+    p.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
+    p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
+    p.add_argument("--out", default="benchmarks/results", help="results folder")
+    p.set_defaults(func=func)
 
 
 def _run_training_bench(args: argparse.Namespace, module, name: str) -> int:

@@ -15,7 +15,7 @@ Two exporters:
   decomposition of `F.scaled_dot_product_attention` with a float mask fails on symbolic shapes
   in torch 2.13 ("Cannot view a tensor ... as a tensor with shape (B, T, H*D)"), so for export
   each `CausalSelfAttention` of the copy runs an identical explicit softmax(q k^T / sqrt(d) + bias) v
-  (`_explicit_attention_forward`); `check_onnx` compares against the unmodified model.
+  (`_explicit_attend`); `check_onnx` compares against the unmodified model.
 """
 
 from __future__ import annotations
@@ -37,35 +37,17 @@ from prunekit.errors import PrunekitError
 from prunekit.export.layers import DenseLinear, Int8Linear, Int8LowRankLinear, SparseLinear
 from prunekit.export.linear_rnn import LinearRNN
 from prunekit.export.replace import replace_modules
-from prunekit.models.transformer_lm import KV, CausalSelfAttention
+from prunekit.models.transformer_lm import CausalSelfAttention
 
 Exporter = Literal["torchscript", "dynamo"]
 
 
-def _explicit_attention_forward(
-    self: CausalSelfAttention, x: Tensor, pos: int = 0, past: KV | None = None
-) -> tuple[Tensor, KV]:
-    """CausalSelfAttention.forward (eval mode) with SDPA written out; x (B, T, C) -> (B, T, C)."""
-    B, T, _ = x.shape
-    q = self.q_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
-    k = self.k_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
-    v = self.v_proj(x).reshape(B, T, -1, self.d_head).transpose(1, 2)  # (B, H, T, D)
-    if past is not None:
-        k = torch.cat([past[0], k], dim=2)  # (B, H, S, D)
-        v = torch.cat([past[1], v], dim=2)  # (B, H, S, D)
-    S = k.size(2)
-    q_pos = torch.arange(pos, pos + T, device=x.device)
-    k_pos = torch.arange(pos + T - S, pos + T, device=x.device)
-    dist = q_pos[:, None] - k_pos[None, :]  # (T, S)
-    max_rel = self.rel_k.num_embeddings - 1
-    rel = q @ self.rel_k.weight.T  # (B, H, T, k+1)
-    index = dist.clamp(0, max_rel).expand(B, rel.size(1), T, S)  # (B, H, T, S)
-    bias = rel.gather(-1, index) / math.sqrt(self.d_head)  # (B, H, T, S)
-    bias = bias.masked_fill(dist < 0, float("-inf"))
+def _explicit_attend(
+    self: CausalSelfAttention, q: Tensor, k: Tensor, v: Tensor, bias: Tensor
+) -> Tensor:
+    """CausalSelfAttention.attend (eval mode) with SDPA written out, for the dynamo exporter."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head) + bias  # (B, H, T, S)
-    y = torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
-    y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
-    return self.out_proj(y), (k, v)
+    return torch.softmax(scores, dim=-1) @ v  # (B, H, T, D)
 
 
 def onnx_ready(model: nn.Module) -> nn.Module:
@@ -157,7 +139,7 @@ def export_onnx(
     def write_dynamo(tmp: Path) -> None:
         for mod in m.modules():
             if isinstance(mod, CausalSelfAttention):
-                mod.forward = types.MethodType(_explicit_attention_forward, mod)
+                mod.attend = types.MethodType(_explicit_attend, mod)
         dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
         program = torch.onnx.export(
             m,

@@ -192,23 +192,29 @@ class CausalSelfAttention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # (B, H, S, D)
             v = torch.cat([past[1], v], dim=2)  # (B, H, S, D)
-        S = k.size(2)
+        y = self.attend(q, k, v, self.relative_bias(q, pos, k.size(2)))  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
+        return self.resid_drop(self.out_proj(y)), (k, v)
 
-        # Relative term q_i . a_{clip(j-i)}: score every query against the k+1 embeddings,
-        # then pick the column of each (i, j) pair's clipped distance.
-        q_pos = torch.arange(pos, pos + T, device=x.device)
-        k_pos = torch.arange(pos + T - S, pos + T, device=x.device)
+    def relative_bias(self, q: Tensor, pos: int, S: int) -> Tensor:
+        """Additive attention bias (B, H, T, S) for queries q (B, H, T, D) at pos..pos+T-1 over
+        the S most recent keys: the relative term q_i . a_{clip(i-j)} / sqrt(D), -inf where j > i.
+        """
+        B, H, T, _ = q.shape
+        # Score every query against the k+1 embeddings, then pick each (i, j)'s clipped distance.
+        q_pos = torch.arange(pos, pos + T, device=q.device)
+        k_pos = torch.arange(pos + T - S, pos + T, device=q.device)
         dist = q_pos[:, None] - k_pos[None, :]  # (T, S), i - j >= 0 where visible
         max_rel = self.rel_k.num_embeddings - 1
         rel = q @ self.rel_k.weight.T  # (B, H, T, k+1)
-        index = dist.clamp(0, max_rel).expand(B, rel.size(1), T, S)  # (B, H, T, S)
+        index = dist.clamp(0, max_rel).expand(B, H, T, S)  # (B, H, T, S)
         bias = rel.gather(-1, index) / math.sqrt(self.d_head)  # (B, H, T, S)
-        bias = bias.masked_fill(dist < 0, float("-inf"))  # causal
+        return bias.masked_fill(dist < 0, float("-inf"))  # causal
 
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        """softmax(q k^T / sqrt(D) + bias) v: q (B, H, T, D), k, v (B, H, S, D) -> (B, H, T, D)."""
         p = self.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H*D)
-        return self.resid_drop(self.out_proj(y)), (k, v)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
 
     def decode(self, x: Tensor, pos: int, cache: KVCache, layer: int) -> Tensor:
         """Incremental attention: x (B, T, C) at positions pos..pos+T-1 -> output (B, T, C).
