@@ -361,7 +361,7 @@ def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
     """Run (or resume) `cell`, write `cells/<id>.json` atomically and return its record."""
     torch.set_num_threads(grid.cfg.train.threads)
     torch.manual_seed(cell.seed)  # dropout; the data order follows train.seed
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = RUNNERS[cell.kind](grid, cell)
     record: dict[str, Any] = {**cell.spec(), **result, "settings": cell_settings(grid, cell)}
     if cell.kind != "baseline":
@@ -371,6 +371,7 @@ def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
         record["flop_speedup"] = base["flops_per_token"] / record["sparse_flops_per_token"]
     record.update(
         wall_seconds_last_call=time.perf_counter() - started,
+        cpu_seconds_last_call=time.process_time() - cpu_started,  # all threads; immune to pauses
         finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         threads=grid.cfg.train.threads,
         **grid.invocation,
