@@ -5,13 +5,17 @@ For a seed-004-shaped Transformer (vocab 8192, d 512, 6 layers, 8 heads, FFN 204
 the speed of dense, CSR or int8 kernels; only where the zeros are does, and magnitude pruning of
 random weights puts them where pruning trained weights would, unstructured), the variants are:
 
-- `dense-eager`: the model as built; `dense`: `fastest_dense` (pre-transposed or row-major weights
-  per layer, oneDNN off for LSTM decoding when that is faster): the baseline of every ratio;
+- `dense-eager`: the model as built; `dense-layout`: `fastest_dense` (pre-transposed or row-major
+  weights per layer, oneDNN off for LSTM decoding when that is faster); `dense`: that model run by
+  `prunekit.runtime.fast_decoder` (a TorchScript decode step for Transformers; an RNN LM's own
+  decode step, where `dense-layout` is not listed separately): the baseline of every ratio;
 - `int8`: prunekit's dynamic int8 of the dense model (`quantize_compact(policy="all")`: every
-  Linear / LSTM, per-channel weights); `torch-int8`: torch's `quantize_dynamic`;
+  Linear / LSTM, per-channel weights); `torch-int8`: torch's `quantize_dynamic`, run eagerly as a
+  user of torch would;
 - per size s (kept fraction of the pruned scope): `masked@s` (prunekit masks attached, 1 - s
   unstructured), `torch-prune@s` (torch.nn.utils.prune, same amount), and the compact exports
-  `structured@s`, `factorized@s`, `unstructured@s`, each also `+int8`.
+  `structured@s`, `factorized@s`, `unstructured@s`, each also `+int8`. Every prunekit variant
+  decodes through `fast_decoder`; the peers and `masked@s` through their own eager modules.
 
 Decoding (batch 1, KV cache / recurrent state, ms/token) and batched scoring (tokens/s) are timed
 round-robin over the variants (`prunekit.bench.latency.compare_variants` and `compare_scoring`),
@@ -43,6 +47,7 @@ from prunekit.export.timing import check_positive_int, num_threads, percentiles
 from prunekit.models import build_model, model_config
 from prunekit.prune import OneShot, PruneConfig, ScopeConfig, prune_, resolve_scope
 from prunekit.prune.size import count_params, sparsity_for_size
+from prunekit.runtime import fast_decoder
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -114,12 +119,13 @@ def build_variants(
 ) -> tuple[dict[str, nn.Module], dict[str, dict]]:  # fmt: skip
     """The models to compare (see the module docstring) and how each was made."""
     say = progress or log.info
-    dense = fastest_dense(base, batch_size=1, threads=threads)
+    layout = fastest_dense(base, batch_size=1, threads=threads)
     opts = {"batch_size": 1, "threads": threads, "repeats": repeats}
-    int8, int8_choices = quantize_compact(dense, policy="all", **opts)
-    variants = {
-        "dense-eager": base, "dense": dense, "int8": int8, "torch-int8": torch_dynamic_int8(base),
-    }  # fmt: skip
+    int8, int8_choices = quantize_compact(layout, policy="all", **opts)
+    variants = {"dense-eager": base, "dense-layout": layout, "dense": fast_decoder(layout)}
+    if variants["dense"] is layout:  # no runtime beyond the model's own decode_step (RNN LMs)
+        del variants["dense-layout"]
+    variants.update({"int8": fast_decoder(int8), "torch-int8": torch_dynamic_int8(base)})
     info: dict[str, dict] = {name: {"method": "dense"} for name in variants}
     info["int8"]["int8_choices"] = int8_choices
     for size in sizes:
@@ -127,9 +133,13 @@ def build_variants(
             say(f"pruning ({method}, keep {size:g} of the scope) and exporting")
             masked, meta = prune_to_size(base, method, size)
             fp32, manifest = compact(masked, **opts)
+            int8, choices = quantize_compact(fp32, policy="all", **opts)
             name = f"{method}@{size:g}"
-            variants[name], info[name] = fp32, {**meta, "summary": manifest["summary"]}
-            variants[f"{name}+int8"], choices = quantize_compact(fp32, policy="all", **opts)
+            variants[name], info[name] = (
+                fast_decoder(fp32),
+                {**meta, "summary": manifest["summary"]},
+            )
+            variants[f"{name}+int8"] = fast_decoder(int8)
             info[f"{name}+int8"] = {**meta, "int8_choices": choices}
             info[name]["choices"] = manifest["choices"]
             if method == "unstructured":
@@ -344,7 +354,10 @@ def suite_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comman
         "method's pruning scope (structured: heads + FFN units of a Transformer, LSTM units + "
         "lm_head columns; factorized: the Linears; unstructured: every Linear and LSTM weight). "
         "Baseline `dense` = the fastest dense path (per-layer weight layout, oneDNN off for "
-        "LSTM decoding where faster); CSR uses int32 indices. 1-thread figures first.", "",
+        "LSTM decoding where faster, and for a Transformer the TorchScript decode runtime "
+        "`prunekit.runtime.fast_decoder` that every prunekit variant uses too); the peers "
+        "(`torch-int8`, `torch-prune@s`) and `masked@s` run eagerly. CSR uses int32 indices. "
+        "1-thread figures first.", "",
         decode, "## Targets (first thread count)", "",
         _fmt_row(["target", "measured", "met"]), "|---|---:|---|",
     ]  # fmt: skip

@@ -407,11 +407,7 @@ class TransformerLM(nn.Module):
         new state appends to the input's preallocated KV buffers in place when the input is the
         newest state of its branch, else it copies the input's positions first (see `KVCache`).
         """
-        if idx.dim() != 2 or idx.size(0) != state.batch_size:
-            raise PrunekitError(
-                f"decode_step got token ids of shape {tuple(idx.shape)} for a state of batch size "
-                f"{state.batch_size}: pass a (batch_size, T_new) tensor or call init_state again"
-            )
+        check_decode_input(idx, state)
         pos, T = state.pos, idx.size(1)
         cache = self._writable_cache(state, pos + T)
         x = self.embed(idx)  # (B, T_new, C)
@@ -424,22 +420,35 @@ class TransformerLM(nn.Module):
         return logits, TransformerState(state.batch_size, pos + T, cache)
 
     def _writable_cache(self, state: TransformerState, needed: int) -> KVCache:
-        """A cache holding `state`'s positions that may be written at positions >= state.pos.
+        return writable_cache(state, needed, len(self.blocks))
 
-        `state.cache` itself when the state is the newest of its branch and the buffers have room;
-        otherwise a copy of its positions with room to grow (capacity doubles). With autograd
-        recording, every step copies (as concatenation would), so no buffer a graph saved is
-        written again; a cache made in inference mode is copied when used outside it.
-        """
-        old = state.cache
-        if old is None:
-            return KVCache(len(self.blocks), max(MIN_CACHE_CAPACITY, needed))
-        if (
-            old.length == state.pos
-            and old.capacity >= needed
-            and not torch.is_grad_enabled()
-            and (not old.inference or torch.is_inference_mode_enabled())
-        ):
-            return old
-        capacity = old.capacity if old.capacity >= needed else max(2 * old.capacity, needed)
-        return old.copy_prefix(state.pos, capacity)
+
+def writable_cache(state: TransformerState, needed: int, n_layer: int) -> KVCache:
+    """A cache holding `state`'s positions that may be written at positions >= state.pos.
+
+    `state.cache` itself when the state is the newest of its branch and the buffers have room;
+    otherwise a copy of its positions with room to grow (capacity doubles). With autograd
+    recording, every step copies (as concatenation would), so no buffer a graph saved is
+    written again; a cache made in inference mode is copied when used outside it.
+    """
+    old = state.cache
+    if old is None:
+        return KVCache(n_layer, max(MIN_CACHE_CAPACITY, needed))
+    if (
+        old.length == state.pos
+        and old.capacity >= needed
+        and not torch.is_grad_enabled()
+        and (not old.inference or torch.is_inference_mode_enabled())
+    ):
+        return old
+    capacity = old.capacity if old.capacity >= needed else max(2 * old.capacity, needed)
+    return old.copy_prefix(state.pos, capacity)
+
+
+def check_decode_input(idx: Tensor, state: TransformerState) -> None:
+    """Raise PrunekitError unless idx is (state.batch_size, T_new) token ids."""
+    if idx.dim() != 2 or idx.size(0) != state.batch_size:
+        raise PrunekitError(
+            f"decode_step got token ids of shape {tuple(idx.shape)} for a state of batch size "
+            f"{state.batch_size}: pass a (batch_size, T_new) tensor or call init_state again"
+        )
