@@ -119,3 +119,17 @@ def test_latency_suite_on_a_tiny_model():
     for heading in ("## Decode latency", "## Targets", "## Batched scoring", "break-even"):
         assert heading in markdown
     assert torch.get_num_threads() == 1
+
+
+def test_latency_suite_runs_a_transformer_through_the_runtime_with_its_floor():
+    config = {"arch": "transformer", "vocab_size": 30, "d_model": 16, "n_layer": 2, "n_head": 2,
+              "d_ff": 32, "dropout": 0.0, "max_rel_pos": 4}  # fmt: skip
+    result = run_suite(
+        "transformer", config=config, threads=(1,), repeats=2, context=3, steps=2,
+        scoring_batch=2, scoring_len=3,
+    )  # fmt: skip
+    names = set(result["decode"]["variants"])
+    assert {"dense-eager", "dense-layout", "dense", "floor"} <= names
+    floor = result["decode"]["variants"]["floor"]["flops_per_token"]
+    assert floor < result["decode"]["variants"]["dense"]["flops_per_token"]
+    assert any(t["target"].startswith("bound: dense / floor") for t in result["targets"])

@@ -42,7 +42,10 @@ from prunekit.export.choose import DEFAULT_SPARSITIES, sparse_speedup_curve
 from prunekit.export.compact import compact
 from prunekit.export.fast_dense import fastest_dense
 from prunekit.export.int8_choice import quantize_compact
+from prunekit.export.layers import LowRankLinear
 from prunekit.export.quantize import torch_dynamic_int8
+from prunekit.export.replace import replace_modules
+from prunekit.export.shrink import is_plain_linear
 from prunekit.export.timing import check_positive_int, num_threads, percentiles
 from prunekit.models import build_model, model_config
 from prunekit.prune import OneShot, PruneConfig, ScopeConfig, prune_, resolve_scope
@@ -113,6 +116,17 @@ def torch_prune_peer(model: nn.Module, amount: float) -> nn.Module:
     return peer
 
 
+def overhead_floor(model: nn.Module) -> nn.Module:
+    """`model` with every Linear at rank 1 (`LowRankLinear`): decoding it costs what a decode step
+    costs besides reading weights (attention over the cache, LayerNorm, activations, dispatch).
+    dense ms / floor ms bounds the speed-up any compression of the Linears can reach."""
+    floor = copy.deepcopy(model)
+    replace_modules(
+        floor, lambda _, m: LowRankLinear.from_linear(m, 1) if is_plain_linear(m) else None
+    )
+    return floor.eval()
+
+
 def build_variants(
     base: nn.Module, sizes: Sequence[float], *, threads: int = 1, repeats: int = 20,
     progress: Progress | None = None,
@@ -127,6 +141,9 @@ def build_variants(
         del variants["dense-layout"]
     variants.update({"int8": fast_decoder(int8), "torch-int8": torch_dynamic_int8(base)})
     info: dict[str, dict] = {name: {"method": "dense"} for name in variants}
+    if variants["dense"] is not layout:
+        variants["floor"] = fast_decoder(overhead_floor(base))
+        info["floor"] = {"method": "every Linear at rank 1 (cost of all but the weights)"}
     info["int8"]["int8_choices"] = int8_choices
     for size in sizes:
         for method in METHODS:
@@ -300,6 +317,9 @@ def check_targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     if any(abs(s - 0.1) < 1e-9 for s in sizes):
         up, _ = _decode_row(result, "unstructured@0.1")
         add("unstructured >= 2.5x at 90 % sparsity", up, up >= 2.5)
+    if "floor" in result["decode"]["variants"]:
+        add("bound: dense / floor (no compression of the Linears can beat it)",
+            _decode_row(result, "floor")[0], None)  # fmt: skip
     for peer in ("torch-int8", *(f"torch-prune@{s:g}" for s in sizes)):
         add(f"peer {peer} (for comparison)", _decode_row(result, peer)[0], None)
     return rows
