@@ -147,6 +147,23 @@ def test_choose_linear_record_agrees_with_its_choice(batch_size):
     assert_matches(module, lin)
 
 
+def test_cold_timing_cycles_through_enough_copies_to_miss_the_cache(monkeypatch):
+    import prunekit.export.choose as choose
+
+    monkeypatch.setattr(choose, "COLD_BYTES", 64 * 64 * 4 * 3)  # three copies of a 64 x 64 weight
+    layer = DenseLinear.from_linear(linear(in_f=64, out_f=64))
+    seen = []
+    layer.register_forward_hook(lambda m, i, o: seen.append(id(m)))
+    call = choose.timed_call(layer, torch.randn(1, 64), cold=True)
+    for _ in range(6):
+        call()
+    assert len(set(seen)) == 3 and seen[:3] == seen[3:] and seen[0] == id(layer)
+    lin = linear(in_f=64, out_f=64, sparsity=0.9)
+    module, record = choose_linear(lin, batch_size=1, threads=1, repeats=3, cold=True)
+    assert record["cold"] is True
+    assert_matches(module, lin)
+
+
 def test_sparse_break_even_is_on_the_grid():
     grid = (0.5, 0.9, 0.98)
     s = sparse_break_even(32, 32, 1, 1, sparsities=grid, repeats=3)

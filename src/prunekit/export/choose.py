@@ -4,11 +4,20 @@ Unstructured sparsity only pays when the sparse kernel beats the dense GEMM at t
 will be served; the break-even sparsity depends on the layer shape, the batch, the thread count and
 the CPU. `choose_linear` times both and keeps dense unless CSR is measurably faster, so a
 "compressed" model is never slower than its dense baseline layer by layer.
+
+Timings are hot (the same layer called in a loop, its weights in cache) or `cold`: each call
+goes to the next of enough copies of the layer that their weights exceed `COLD_BYTES`, so every
+call reads its weights from memory, as a decode step of a model larger than the CPU's caches does.
+Hot timing favours dense layers that fit in cache; `compact` times cold for models larger than
+`COLD_BYTES / 2`.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,6 +30,22 @@ from prunekit.export.replace import replace_modules
 from prunekit.export.timing import check_positive_int, median_us, num_threads
 
 DEFAULT_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98)
+COLD_BYTES = 64 * 2**20  # twice the 32 MiB L3 of the dev box's EPYC
+MAX_COPIES = 64
+
+
+def _bytes(layer: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in layer.state_dict().values())
+
+
+def timed_call(layer: nn.Module, x: Tensor, *, cold: bool = False) -> Callable[[], object]:
+    """A zero-argument call of `layer(x)`; with `cold`, each call runs the next of
+    ceil(COLD_BYTES / layer bytes) copies (at most MAX_COPIES), so its weights come from memory."""
+    if not cold:
+        return lambda: layer(x)
+    n = min(MAX_COPIES, max(1, math.ceil(COLD_BYTES / max(_bytes(layer), 1))))
+    layers = itertools.cycle([layer] + [copy.deepcopy(layer) for _ in range(n - 1)])
+    return lambda: next(layers)(x)
 
 
 def weight_sparsity(weight: Tensor) -> float:
@@ -40,6 +65,7 @@ def choose_linear(
     threads: int = 1,
     repeats: int = 20,
     min_speedup: float = 1.05,
+    cold: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Time `DenseLinear` vs `SparseLinear` of `linear` at `batch_size` rows; return the faster.
 
@@ -54,11 +80,12 @@ def choose_linear(
         threads: torch threads during the timing.
         repeats: interleaved samples per kernel (medians compared).
         min_speedup: dense_us / sparse_us needed to pick CSR.
+        cold: time with the weights out of cache (see the module docstring).
 
     Returns:
         (module, record) with record keys kind ("dense" or "sparse"), sparsity, dense_us (µs per
         call, median), sparse_us (None if not timed), ratio (dense_us / sparse_us, None if not
-        timed), dense_layout ("transposed" or "rows"), shape [out, in], batch_size, threads.
+        timed), dense_layout ("transposed" or "rows"), shape [out, in], batch_size, threads, cold.
     """
     check_positive_int("batch_size", batch_size)
     check_positive_int("repeats", repeats)
@@ -77,7 +104,7 @@ def choose_linear(
             "dense_rows": DenseLinear.from_linear(linear, transposed=False),
         }
     x = _input(weight.size(1), batch_size, weight)
-    candidates = {k: (lambda m=m: m(x)) for k, m in dense_layers.items()}
+    candidates = {k: timed_call(m, x, cold=cold) for k, m in dense_layers.items()}
     record: dict[str, Any] = {
         "kind": "dense",
         "sparsity": sparsity,
@@ -87,11 +114,12 @@ def choose_linear(
         "shape": [weight.size(0), weight.size(1)],
         "batch_size": batch_size,
         "threads": threads,
+        "cold": cold,
     }
     sparse = None
     if sparsity > 0.0:
         sparse = SparseLinear.from_linear(linear)
-        candidates["sparse"] = lambda: sparse(x)
+        candidates["sparse"] = timed_call(sparse, x, cold=cold)
     with num_threads(threads):
         t = median_us(candidates, repeats=repeats)
     best = min(dense_layers, key=lambda k: t[k])
@@ -117,12 +145,13 @@ def sparse_speedup_curve(
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES,
     repeats: int = 10,
     seed: int = 0,
+    cold: bool = False,
 ) -> dict[float, float]:
     """dense_us / sparse_us of a random (out, in) layer at each sparsity (> 1: CSR is faster).
 
     All kernels (both dense layouts, one CSR per sparsity with random unstructured zeros) are
-    timed interleaved in one run at `batch_size` rows and `threads` threads; dense_us is the
-    faster dense layout's median.
+    timed interleaved in one run at `batch_size` rows and `threads` threads (hot or `cold`, see
+    the module docstring); dense_us is the faster dense layout's median.
     """
     check_positive_int("out_features", out_features)
     check_positive_int("in_features", in_features)
@@ -136,13 +165,14 @@ def sparse_speedup_curve(
     x = _input(in_features, batch_size, lin.weight)
     dense_t = DenseLinear.from_linear(lin, transposed=True)
     dense_rows = DenseLinear.from_linear(lin, transposed=False)
-    candidates = {"dense": lambda: dense_t(x), "dense_rows": lambda: dense_rows(x)}
+    candidates = {"dense": timed_call(dense_t, x, cold=cold),
+                  "dense_rows": timed_call(dense_rows, x, cold=cold)}  # fmt: skip
     for s in sparsities:
         pruned = copy.deepcopy(lin)
         with torch.no_grad():
             pruned.weight[torch.rand(pruned.weight.shape, generator=g) < s] = 0.0
         layer = SparseLinear.from_linear(pruned)
-        candidates[str(s)] = lambda layer=layer: layer(x)
+        candidates[str(s)] = timed_call(layer, x, cold=cold)
     with num_threads(threads):
         t = median_us(candidates, repeats=repeats)
     dense_us = min(t["dense"], t["dense_rows"])
@@ -158,6 +188,7 @@ def sparse_break_even(
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES,
     repeats: int = 10,
     seed: int = 0,
+    cold: bool = False,
 ) -> float:
     """Lowest sparsity on the grid from which CSR beats dense for this shape (measured here).
 
@@ -169,7 +200,7 @@ def sparse_break_even(
     """
     curve = sparse_speedup_curve(
         out_features, in_features, batch_size, threads,
-        sparsities=tuple(sorted(sparsities)), repeats=repeats, seed=seed,
+        sparsities=tuple(sorted(sparsities)), repeats=repeats, seed=seed, cold=cold,
     )  # fmt: skip
     best = 1.0
     for s in sorted(curve, reverse=True):

@@ -31,7 +31,7 @@ from torch import nn
 
 from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
-from prunekit.export.choose import choose_linear, weight_sparsity
+from prunekit.export.choose import COLD_BYTES, choose_linear, weight_sparsity
 from prunekit.export.fast_dense import DenseLayout, fastest_dense
 from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
@@ -188,6 +188,7 @@ def choose_sparse(model: nn.Module, policy: SparsePolicy, opts: Mapping[str, Any
             threads=opts["threads"],
             repeats=opts["repeats"],
             min_speedup=opts["min_speedup"],
+            cold=opts["cold"],
         )
         return layer
 
@@ -240,6 +241,7 @@ def compact(
     min_sparsity: float = 0.3,
     dense: bool = False,
     int8_policy: Int8Policy = "all",
+    cold: bool | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Return (compact copy in eval mode, manifest dict) of a pruned model (not modified).
 
@@ -258,6 +260,9 @@ def compact(
         dense: accept a model that was never pruned (exports the dense baseline).
         int8_policy: with int8, "all" layers, or only where measured "fastest" (see
             `prunekit.export.int8_choice`).
+        cold: time dense vs CSR with the weights out of cache (`prunekit.export.choose`);
+            None: when the model's tensors exceed half of `COLD_BYTES` (they cannot stay cached
+            from one token to the next).
 
     Raises:
         PrunekitError: a model without masks, factorized layers or zeros (unless `dense`), or a
@@ -271,6 +276,10 @@ def compact(
     if not pruned and not dense:
         raise PrunekitError(NEVER_PRUNED)
     config = _base_config(model)
+    if cold is None:
+        cold = (
+            sum(t.numel() * t.element_size() for t in model.state_dict().values()) > COLD_BYTES / 2
+        )
     new = finalize(copy.deepcopy(model)).eval()
     factorized = convert_factorized(new)
     structure = shrink_structures(new, consumers) + slice_rows_cols(new)
@@ -280,7 +289,7 @@ def compact(
     )  # fmt: skip
     opts = {
         "batch_size": batch_size, "threads": threads, "repeats": repeats,
-        "min_speedup": min_speedup, "min_sparsity": min_sparsity,
+        "min_speedup": min_speedup, "min_sparsity": min_sparsity, "cold": cold,
     }  # fmt: skip
     choices = choose_sparse(new, sparse, opts)
     int8_choices: dict[str, Record] = {}
