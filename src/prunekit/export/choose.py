@@ -38,6 +38,12 @@ def _bytes(layer: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in layer.state_dict().values())
 
 
+def outgrows_cache(model: nn.Module) -> bool:
+    """Whether `model`'s tensors exceed COLD_BYTES / 2: its weights cannot stay cached from one
+    token to the next, so its layers are timed cold."""
+    return _bytes(model) > COLD_BYTES / 2
+
+
 def timed_call(layer: nn.Module, x: Tensor, *, cold: bool = False) -> Callable[[], object]:
     """A zero-argument call of `layer(x)`; with `cold`, each call runs the next of
     ceil(COLD_BYTES / layer bytes) copies (at most MAX_COPIES), so its weights come from memory."""

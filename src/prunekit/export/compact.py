@@ -31,7 +31,7 @@ from torch import nn
 
 from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
-from prunekit.export.choose import COLD_BYTES, choose_linear, weight_sparsity
+from prunekit.export.choose import choose_linear, outgrows_cache, weight_sparsity
 from prunekit.export.fast_dense import DenseLayout, fastest_dense
 from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
@@ -261,8 +261,7 @@ def compact(
         int8_policy: with int8, "all" layers, or only where measured "fastest" (see
             `prunekit.export.int8_choice`).
         cold: time dense vs CSR with the weights out of cache (`prunekit.export.choose`);
-            None: when the model's tensors exceed half of `COLD_BYTES` (they cannot stay cached
-            from one token to the next).
+            None: when the model outgrows the cache (`outgrows_cache`).
 
     Raises:
         PrunekitError: a model without masks, factorized layers or zeros (unless `dense`), or a
@@ -276,10 +275,7 @@ def compact(
     if not pruned and not dense:
         raise PrunekitError(NEVER_PRUNED)
     config = _base_config(model)
-    if cold is None:
-        cold = (
-            sum(t.numel() * t.element_size() for t in model.state_dict().values()) > COLD_BYTES / 2
-        )
+    cold = outgrows_cache(model) if cold is None else cold
     new = finalize(copy.deepcopy(model)).eval()
     factorized = convert_factorized(new)
     structure = shrink_structures(new, consumers) + slice_rows_cols(new)
@@ -295,8 +291,9 @@ def compact(
     int8_choices: dict[str, Record] = {}
     if int8:
         new, int8_choices = quantize_compact(
-            new, policy=int8_policy, batch_size=batch_size, threads=threads, repeats=repeats
-        )
+            new, policy=int8_policy, batch_size=batch_size, threads=threads, repeats=repeats,
+            cold=cold,
+        )  # fmt: skip
     if type(new) is RNNLM:
         new.__class__ = CompactRNNLM
     new.requires_grad_(False)  # inference-only (and torch's RNN kernels round alike then)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import PrunekitError
+from prunekit.export.choose import outgrows_cache, timed_call
 from prunekit.export.layers import (
     DenseLinear,
     Int8Linear,
@@ -72,6 +73,7 @@ def quantize_compact(
     batch_size: int = 1,
     threads: int = 1,
     repeats: int = 20,
+    cold: bool | None = None,
 ) -> tuple[nn.Module, dict[str, dict[str, Any]]]:
     """Dynamic int8 copy (eval mode) of a compact fp32 model; `model` is not modified.
 
@@ -82,6 +84,8 @@ def quantize_compact(
         batch_size: rows (sequences) per call of the timings.
         threads: torch threads of the timings.
         repeats: timing samples per candidate.
+        cold: time with the weights out of cache (`prunekit.export.choose`); None: when the
+            model outgrows the cache.
 
     Returns:
         (int8 copy, {layer name: {"kind": chosen candidate, "us": {candidate: median µs}}} for
@@ -95,6 +99,7 @@ def quantize_compact(
     check_positive_int("batch_size", batch_size)
     check_positive_int("repeats", repeats)
     new = copy.deepcopy(model).eval()
+    cold = outgrows_cache(model) if cold is None else cold
     records: dict[str, dict[str, Any]] = {}
 
     def convert(name: str, m: nn.Module) -> nn.Module | None:
@@ -108,7 +113,7 @@ def quantize_compact(
             return next(iter(cands.values()))
         x = _example(m, batch_size)
         with num_threads(threads):
-            fns = {k: (lambda c=c: c(x)) for k, c in cands.items()}
+            fns = {k: timed_call(c, x, cold=cold) for k, c in cands.items()}
             t = median_us(fns, repeats=repeats)
         pick = min(t, key=t.get)
         records[name] = {"kind": pick, "us": t}
