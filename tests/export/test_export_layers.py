@@ -168,3 +168,11 @@ def test_sparse_break_even_is_on_the_grid():
     grid = (0.5, 0.9, 0.98)
     s = sparse_break_even(32, 32, 1, 1, sparsities=grid, repeats=3)
     assert s in grid + (1.0,)
+
+
+def test_cold_timing_counts_int8_layers_by_their_packed_bytes():
+    import prunekit.export.choose as choose
+
+    int8 = Int8Linear.from_linear(linear(in_f=64, out_f=32))
+    assert choose._bytes(int8) >= 64 * 32  # one byte per weight, plus scales and bias
+    assert choose.timed_call(int8, torch.randn(1, 64), cold=True)().shape == (1, 32)

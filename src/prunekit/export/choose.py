@@ -34,8 +34,16 @@ COLD_BYTES = 64 * 2**20  # twice the 32 MiB L3 of the dev box's EPYC
 MAX_COPIES = 64
 
 
+def _tensor_bytes(value: object) -> int:
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, tuple | list):  # e.g. the (weight, bias) of int8 packed params
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def _bytes(layer: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in layer.state_dict().values())
+    return sum(_tensor_bytes(v) for v in layer.state_dict().values())
 
 
 def outgrows_cache(model: nn.Module) -> bool:
