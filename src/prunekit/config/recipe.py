@@ -19,7 +19,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where the text comes from and how it becomes token ids."""
 
-    corpus: str = "shakespeare"  # "shakespeare", a folder (train/valid/test layouts) or a .txt file
+    corpus: str = "shakespeare"  # or "web-bible", a folder (train/valid/test), a .txt file
     tokenizer: Literal["sentencepiece", "word"] = "sentencepiece"
     vocab_size: int = Field(2000, ge=0)  # word: 0 = unlimited
     spm_model_type: Literal["unigram", "bpe"] = "unigram"

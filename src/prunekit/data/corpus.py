@@ -111,11 +111,12 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
     """Load a corpus and its train/valid/test splits.
 
     Args:
-        source: None or "shakespeare" for the default corpus; a folder holding one of `LAYOUTS`
+        source: None or "shakespeare" for the default corpus; "web-bible" for the World English
+            Bible (`prunekit.data.web_bible`); a folder holding one of `LAYOUTS`
             (plain, WikiText or PTB file names); or one text file, split by `split_lines`.
 
     Returns:
-        The corpus, named "shakespeare", the folder's name or the file's stem.
+        The corpus, named "shakespeare", "web-bible", the folder's name or the file's stem.
 
     Raises:
         PrunekitError: if the path is missing, the folder has no known layout, a split is empty,
@@ -125,6 +126,10 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
         from prunekit.data.shakespeare import load_shakespeare
 
         return load_shakespeare()
+    if isinstance(source, str) and source == "web-bible":
+        from prunekit.data.web_bible import load_web_bible
+
+        return load_web_bible()
     path = Path(source).expanduser()
     if path.is_dir():
         return _load_folder(path)
@@ -132,5 +137,5 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
         return _load_file(path)
     raise PrunekitError(
         f"corpus path {path} does not exist: pass an existing folder or text file, "
-        "or 'shakespeare' for the default corpus"
+        "or 'shakespeare' (the default) or 'web-bible' for a built-in corpus"
     )
