@@ -118,3 +118,13 @@ def test_linear_kernel_names_the_fix_for_a_masked_layer() -> None:
     masked = pruned(tiny_transformer(), "unstructured", 0.5)
     with pytest.raises(PrunekitError, match="export the model"):
         linear_kernel(masked.lm_head)
+
+
+def test_runtime_decodes_a_saved_and_loaded_int8_export(tmp_path) -> None:
+    from prunekit.export import load_compact, save_compact
+
+    small, manifest = compact(pruned(tiny_transformer(), "structured", 0.5), int8=True, **FAST)
+    save_compact(small, manifest, tmp_path / "out")
+    loaded = load_compact(tmp_path / "out").eval()
+    idx = ids((1, 6))
+    assert max_diff(decoded(fast_decoder(loaded), idx), decoded(small, idx)) < 1e-5

@@ -1,10 +1,10 @@
 """`prunekit bench paper --latency`: batch-1 decoding speed of each finished compact model.
 
 Fills `decode_ms_per_token` and `speedup_vs_dense` into the finished cells' JSON (the dense
-baseline is timed in the same invocation, so the ratio is like for like). The compact model comes
-from `prunekit.export.compact_model(model)` when the export module provides it; until then the
-masks are baked in and `prunekit.export.choose_linears` picks dense or sparse kernels per layer
-(no rank reduction for factorized layers). The backend used is recorded with every number.
+baseline is timed in the same invocation, so the ratio is like for like). Every model decodes the
+way it would be deployed: `prunekit.export.compact.compact` (smaller layers, low rank, CSR where
+measured faster; the fastest dense layout for never-pruned models), then
+`prunekit.runtime.fast_decoder`. The backend used is recorded with every number.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ TIMED_KINDS = ("baseline", "prune", "scratch", "finetune")
 
 
 def compact(model: nn.Module, threads: int) -> tuple[nn.Module, str]:
-    """The compact inference model (`prunekit.export.compact.compact`) and the backend's name.
-
-    A never-pruned model (the baseline, from-scratch models) gets the fastest dense path instead.
-    """
+    """The deployed inference model and the backend's name: `export.compact` (or, for a
+    never-pruned model, `export.fastest_dense`) run by `runtime.fast_decoder`."""
     from prunekit.export import fastest_dense
     from prunekit.export.compact import compact as export_compact
+    from prunekit.runtime import fast_decoder
 
     if not _is_pruned(model):
-        return fastest_dense(model, threads=threads), "export.fastest_dense"
+        return fast_decoder(fastest_dense(model.eval(), threads=threads)), (
+            "export.fastest_dense + runtime.fast_decoder"
+        )
     small, _ = export_compact(model, threads=threads, repeats=5)
-    return small, "export.compact"
+    return fast_decoder(small), "export.compact + runtime.fast_decoder"
 
 
 def _is_pruned(model: nn.Module) -> bool:
