@@ -60,20 +60,34 @@ def _load(grid: Grid, cell: Cell) -> nn.Module:
     return load_pruned(final_checkpoint(grid, cell.id))
 
 
-def _time(grid: Grid, cell: Cell) -> dict[str, Any]:
-    from prunekit.bench.latency import decode_ms_per_token
+def _time(grid: Grid, cell: Cell, dense: nn.Module) -> dict[str, Any]:
+    """Decode latency of `cell`'s deployed model and of `dense`, interleaved in one run."""
+    from prunekit.bench.latency import compare_variants
 
     lat = grid.paper.latency
-    model, backend = compact(_load(grid, cell), lat.threads)
-    res = decode_ms_per_token(
-        model, context=lat.context, steps=lat.steps, repeats=lat.repeats, threads=lat.threads
-    )
-    keep = ("median_ms", "p10_ms", "p90_ms", "context", "steps", "repeats", "threads")
-    return {**{k: res[k] for k in keep if k in res}, "backend": backend}
+    if cell.kind == "baseline":  # the baseline against itself: exactly 1x
+        variants, backend = {"dense": dense, "cell": dense}, "the dense baseline"
+    else:
+        model, backend = compact(_load(grid, cell), lat.threads)
+        variants = {"dense": dense, "cell": model}
+    res = compare_variants(
+        variants, baseline="dense", threads=[lat.threads],
+        context=lat.context, steps=lat.steps, repeats=lat.repeats,
+    )  # fmt: skip
+    row = res["by_threads"][str(lat.threads)]
+    if cell.kind == "baseline":
+        row = {"dense": row["dense"], "cell": row["dense"]}
+    keep = ("median_ms", "p10_ms", "p90_ms")
+    return {
+        **{k: row["cell"][k] for k in keep}, "dense_median_ms": row["dense"]["median_ms"],
+        "speedup": row["cell"]["speedup"], "context": lat.context, "steps": lat.steps,
+        "repeats": lat.repeats, "threads": lat.threads, "backend": backend,
+    }  # fmt: skip
 
 
 def fill_latency(grid: Grid, cells: list[Cell], *, remeasure: bool = False) -> list[str]:
-    """Time every finished cell of `cells` lacking a latency (all with `remeasure`).
+    """Time every finished cell of `cells` lacking a latency (all with `remeasure`), each
+    interleaved with the dense baseline so its speed-up is a ratio from one run.
 
     Returns:
         The ids whose JSON was updated.
@@ -83,17 +97,17 @@ def fill_latency(grid: Grid, cells: list[Cell], *, remeasure: bool = False) -> l
     todo = [c for c in todo if remeasure or "decode_ms_per_token" not in grid.result(c.id)]
     if not todo:
         return []
-    base_cell = Cell("baseline", "baseline")
-    dense = _time(grid, base_cell)
+    dense, _ = compact(_load(grid, Cell("baseline", "baseline")), grid.paper.latency.threads)
     updated = []
     for cell in todo:
-        lat = dense if cell.kind == "baseline" else _time(grid, cell)
+        lat = _time(grid, cell, dense)
         path: Path = grid.cell_json(cell.id)
         record = json.loads(path.read_text(encoding="utf-8"))
         record["decode_ms_per_token"] = lat["median_ms"]
-        record["speedup_vs_dense"] = dense["median_ms"] / lat["median_ms"]
-        record["latency"] = {**lat, "dense_median_ms": dense["median_ms"], **grid.invocation}
+        record["speedup_vs_dense"] = lat["speedup"]
+        record["latency"] = {**lat, **grid.invocation}
         write_json(path, record)
         updated.append(cell.id)
-        log.info("%s: %.3f ms/token (%s)", cell.id, lat["median_ms"], lat["backend"])
+        log.info("%s: %.3f ms/token, %.2fx (%s)", cell.id, lat["median_ms"], lat["speedup"],
+                 lat["backend"])  # fmt: skip
     return updated
