@@ -10,14 +10,22 @@ from typing import Any
 import torch
 
 
-def _git_commit() -> str:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _git_commit() -> str:
+    return (_git("rev-parse", "--short", "HEAD") or "").strip() or "unknown"
+
+
+def _git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (None outside a git checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status.strip())
 
 
 def _cpu_name() -> str:
@@ -32,7 +40,8 @@ def _cpu_name() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, core count, python/torch versions, torch threads and the git commit."""
+    """CPU, core count, python/torch versions, torch threads, the git commit and whether the
+    checkout had uncommitted changes to tracked files (`git_dirty`)."""
     return {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
@@ -41,4 +50,5 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
     }

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunekit.bench.markdown import commit_label
 from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
 from prunekit.export import compact_size_report
@@ -293,7 +294,7 @@ def latency_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comm
         f"Command: `{command}`  ",
         f"Machine: {machine.get('cpu', 'unknown')}, {machine.get('cores', '?')} cores, "
         f"torch {machine.get('torch', '?')}, python {machine.get('python', '?')}, "
-        f"commit {machine.get('git_commit', '?')}  ",
+        f"commit {commit_label(machine)}  ",
         f"Batch-1 incremental decoding: {result['context']} context tokens, then "
         f"{result['steps']} timed one-token steps; {result['repeats']} repetitions, variants "
         f"interleaved. Baseline: `{result['baseline']}`. FLOPs at context "
