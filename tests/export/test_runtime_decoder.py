@@ -30,6 +30,9 @@ def compact_variant(kind: str) -> nn.Module:
         return compact(pruned(base, "structured", 0.5), **FAST)[0]
     if kind == "factorized":
         return compact(pruned(base, "factorized", 0.6, scope=ALL_LINEARS), **FAST)[0]
+    if kind == "factorized-embedding":
+        scope = ScopeConfig(module_types=("Linear", "Embedding"))
+        return compact(pruned(base, "factorized", 0.6, scope=scope), **FAST)[0]
     if kind == "csr":
         return compact(pruned(base, "unstructured", 0.8, scope=ALL_LINEARS), sparse="csr")[0]
     if kind == "int8":
@@ -40,14 +43,16 @@ def compact_variant(kind: str) -> nn.Module:
     raise AssertionError(kind)
 
 
-KINDS = ["plain", "layout-rows", "layout-transposed", "structured", "factorized", "csr", "int8",
-         "factorized+int8"]  # fmt: skip
+KINDS = ["plain", "layout-rows", "layout-transposed", "structured", "factorized",
+         "factorized-embedding", "csr", "int8", "factorized+int8"]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("scripted", [True, False])
 def test_runtime_decoding_matches_the_model(kind: str, scripted: bool) -> None:
     model = compact_variant(kind)
+    if kind == "factorized-embedding":
+        assert type(model.embed).__name__ == "LowRankEmbedding"
     runtime = fast_decoder(model, scripted=scripted)
     assert isinstance(runtime, FastTransformerDecoder)
     idx = ids((2, 9))
@@ -128,3 +133,17 @@ def test_runtime_decodes_a_saved_and_loaded_int8_export(tmp_path) -> None:
     loaded = load_compact(tmp_path / "out").eval()
     idx = ids((1, 6))
     assert max_diff(decoded(fast_decoder(loaded), idx), decoded(small, idx)) < 1e-5
+
+
+def test_sliced_kernel_gathers_columns_and_scatters_rows_like_the_layer() -> None:
+    from prunekit.export.sliced import SlicedLinear
+
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 5)
+    rows, cols = torch.tensor([0, 3, 4]), torch.tensor([1, 2, 5])
+    sliced = SlicedLinear.from_linear(lin, rows, cols)
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        assert max_diff(linear_kernel(sliced)(x), sliced(x)) < 1e-6
+        assert max_diff(linear_kernel(SlicedLinear.from_linear(lin, None, cols))(x),
+                        SlicedLinear.from_linear(lin, None, cols)(x)) < 1e-6  # fmt: skip
