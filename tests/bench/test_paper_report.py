@@ -126,3 +126,31 @@ def test_report_cli(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no cells/*.json" in err[0]
+
+
+def test_report_sets_the_grid_beside_the_published_numbers_with_verdicts(tmp_path):
+    _write_grid(tmp_path)
+    paths = build_report(tmp_path, command="prunekit report X", machine={})
+    md = paths["tables"].read_text()
+    side = md[md.index("## Side by side with seed 004") :]
+    # Table 1 at 50 %: the paper's 16.5 / 16.2 (-1.8 %) next to ours (the same numbers here).
+    assert "| 10.00M (50 %) | 16.5 / 16.2 | -1.8 | 16.50 / 16.20 | -1.8 |" in side
+    findings = {f["finding"]: f for f in json.loads(paths["results"].read_text())["findings"]}
+    assert findings["Incremental pruning beats one-shot at every size"]["verdict"] == "reproduced"
+    assert findings["Structured pruning is the worst method"]["verdict"] == "not measured yet"
+    scratch = findings["Pruning a large model (unstructured) beats training that size from scratch"]
+    assert scratch["verdict"] == "reproduced" and scratch["ours"] == "-6.4 % to -6.4 %"
+    assert findings["Pruning the output projection hurts most"]["verdict"] == "reproduced"
+    assert findings["Incremental stays ahead of one-shot after further fine-tuning"]["verdict"] == (
+        "reproduced"
+    )
+
+
+def test_verdicts():
+    from prunekit.report.published import verdict
+
+    assert verdict([], []) == "not measured yet"
+    assert verdict([True, True], [False, False]) == "reproduced"
+    assert verdict([False, False], [True, True]) == "reversed"
+    assert verdict([False], [False]) == "not reproduced"
+    assert verdict([True, False, False], [False, True, False]) == "partly (1 of 3 sizes)"

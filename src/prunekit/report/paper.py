@@ -376,6 +376,8 @@ def render(
     machine: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
     """(tables.md text, the aggregates as JSON-able data) for `cells`."""
+    from prunekit.report.published import compare
+
     base = next(c for c in cells if c["kind"] == "baseline")
     if metric not in base:
         raise PrunekitError(f"--metric {metric} is not in the cells: use valid_ppl or test_ppl")
@@ -421,6 +423,8 @@ def render(
         fig3_table(cells, base["valid_ppl"], bp),
         "![Fig. 3](fig3_layers.png)\n",
     ]
+    side_by_side, findings = compare(aggs, lay, bp, cells)
+    parts.append(side_by_side)
     data = {
         "metric": metric,
         "layout": asdict(lay),
@@ -430,6 +434,7 @@ def render(
             for k, a in aggs.items()
         ],
         "fig2": {str(s): pts for s, pts in series.items()},
+        "findings": findings,
     }
     return "\n".join(parts), data
 
