@@ -137,8 +137,10 @@ class FastTransformerDecoder(nn.Module):
     """
 
     def __init__(self, model: TransformerLM, *, scripted: bool = True):
-        """Args: model, in eval mode (its tensors are shared, not copied); scripted: compile the
-        core with TorchScript (False: run the same core eagerly).
+        """Args: model, in eval mode; scripted: compile the core with TorchScript (False: run the
+        same core eagerly). The kernels share the model's tensors, except fused q/k/v weights and
+        the transposed relative-position tables, which are copies made here: rebuild the runtime
+        after changing the model's weights.
 
         Raises:
             PrunekitError: the model is in training mode or has a layer without a kernel.
