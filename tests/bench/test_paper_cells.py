@@ -34,6 +34,17 @@ def test_shared_runs_are_one_cell_in_several_tables():
     assert ft.depends == ("baseline", ft.source)
 
 
+def test_fig2_cells_run_right_after_their_size_block():
+    """A Fig. 2 cell follows its source within the same size's cells, before the next size."""
+    cells = plan_cells(PaperConfig())
+    index = {c.id: i for i, c in enumerate(cells)}
+    for ft in (c for c in cells if c.kind == "finetune"):
+        between = cells[index[ft.source] : index[ft.id]]
+        assert between and all(c.size == ft.size and c.seed == 0 for c in between)
+    first_layer = min(i for i, c in enumerate(cells) if c.kind == "layer")
+    assert max(index[c.id] for c in cells if c.kind == "finetune") < first_layer
+
+
 def test_seeds_only_on_seeded_sizes():
     cells = plan_cells(PaperConfig())
     extra = [c for c in cells if c.seed != 0]

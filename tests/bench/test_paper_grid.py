@@ -3,6 +3,7 @@ cell resumed from its checkpoint, the report rebuilt."""
 
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -26,6 +27,7 @@ def recipe(tiny_corpus, tiny_recipe, tmp_path_factory):
         "prune": {"steps": 6, "frequency": 2, "calibration_batches": 2},
         "fig2": {"epochs": 1, "epoch_steps": 4},
         "fig3": {"evals": 3},
+        "latency": {"context": 4, "steps": 4, "repeats": 2},
     }
     path = tmp_path_factory.mktemp("recipe") / "paper_test.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -62,6 +64,13 @@ def test_cells_written_then_skipped(grid, recipe, capsys):
     tuned = json.loads((grid / "cells" / f"finetune-{ONESHOT}.json").read_text())
     assert tuned["curve"][0] == [0.0, oneshot["valid_ppl"]] and tuned["curve"][1][0] == 1.0
     assert tuned["steps"] == 4 and tuned["curve_x"] == "epoch"
+    assert all(  # each cell was timed as soon as it finished
+        json.loads((grid / "cells" / f"{c}.json").read_text())["decode_ms_per_token"] > 0
+        for c in ["baseline", *CELLS.split(",")]
+    )
+    base = json.loads((grid / "cells" / "baseline.json").read_text())
+    assert len(base["weights_sha256"]) == 64 and len(base["tokenizer_sha256"]) == 64
+    assert (grid / "baseline" / "model.safetensors").is_file()
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (grid / "cells").glob("*.json")}
     capsys.readouterr()
@@ -106,7 +115,7 @@ def test_latency_fills_optional_fields(grid, recipe):
     pytest.importorskip("prunekit.bench.latency")
     sets = ["--set", "paper.latency.context=4", "--set", "paper.latency.steps=4"]
     sets += ["--set", "paper.latency.repeats=2"]
-    assert _bench(grid, recipe, "--latency", "--cells", CELLS, *sets) == 0
+    assert _bench(grid, recipe, "--latency", "--remeasure", "--cells", CELLS, *sets) == 0
     base = json.loads((grid / "cells" / "baseline.json").read_text())
     cell = json.loads(
         (grid / "cells" / "oneshot-magnitude-unstructured-s50-seed0.json").read_text()
@@ -115,6 +124,41 @@ def test_latency_fills_optional_fields(grid, recipe):
     assert cell["latency"]["backend"] and cell["speedup_vs_dense"] > 0
     table1 = (grid / "tables.md").read_text().split("## Table 1")[1].split("## Table 2")[0]
     assert re.search(r"\) / \d+\.\d\d× \|", table1)  # the measured speed-up is shown
+
+
+def _next_sitting(grid, tmp_path):
+    """A copy of the grid as a later sitting finds it: results and portable baseline, no runs/."""
+    out = tmp_path / "g"
+    shutil.copytree(grid, out, ignore=shutil.ignore_patterns("runs", ".lock"))
+    return out
+
+
+def test_next_sitting_reruns_a_lost_source_from_the_portable_baseline(grid, recipe, tmp_path):
+    out = _next_sitting(grid, tmp_path)
+    (out / "cells" / f"finetune-{ONESHOT}.json").unlink()
+    before = json.loads((out / "cells" / f"{ONESHOT}.json").read_text())
+    assert _bench(out, recipe, "--cells", f"finetune-{ONESHOT}") == 0
+    again = json.loads((out / "cells" / f"{ONESHOT}.json").read_text())
+    assert again["finished_at"] >= before["finished_at"] and (out / "runs" / ONESHOT).is_dir()
+    assert again["valid_ppl"] == pytest.approx(before["valid_ppl"], rel=1e-6)  # same baseline
+    assert (out / "cells" / f"finetune-{ONESHOT}.json").is_file()
+    assert not (out / "runs" / "baseline").exists()
+
+
+def test_next_sitting_refuses_a_changed_or_missing_baseline(grid, recipe, tmp_path, capsys):
+    out = _next_sitting(grid, tmp_path)
+    weights = out / "baseline" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    code = _bench(out, recipe, "--cells", "incremental-magnitude-unstructured-s50-seed0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "sha256 differs" in err[0]
+    shutil.rmtree(out / "baseline")
+    code = _bench(out, recipe, "--cells", "incremental-magnitude-unstructured-s50-seed0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no weights" in err[0]
+    assert not (out / "cells" / "incremental-magnitude-unstructured-s50-seed0.json").exists()
 
 
 def test_other_settings_are_refused(grid, recipe, capsys):

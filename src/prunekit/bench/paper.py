@@ -32,7 +32,8 @@ from prunekit.bench.paper_cells import (
     select,
     workload,
 )
-from prunekit.bench.paper_run import Grid, check_cells, run_cell
+from prunekit.bench.paper_latency import TIMED_KINDS, fill_latency
+from prunekit.bench.paper_run import Grid, check_cells, ensure_baseline, final_checkpoint, run_cell
 from prunekit.bench.paper_spec import PaperConfig
 from prunekit.config import RunConfig
 from prunekit.errors import PrunekitError
@@ -233,8 +234,10 @@ def run_grid(
     check_cells(grid, cells)
     check_same_settings(grid)
     summary: dict[str, list[str]] = {"ran": [], "skipped": []}
+    by_id = {c.id: c for c in plan_cells(grid.paper)}
     with grid_lock(grid.out):
         write_manifest(grid, cells, grid.invocation)
+        ensure_baseline(grid)
         for cell in cells:
             status, _ = cell_status(grid.out, cell)
             if on_cell is not None:
@@ -242,7 +245,31 @@ def run_grid(
             if status == "done":
                 summary["skipped"].append(cell.id)
                 continue
+            for dep in _lost_sources(grid, cell):
+                log.info("cell %s: the checkpoint of %s is gone; running it again", cell.id, dep)
+                _run_and_time(grid, by_id[dep])
+                summary["ran"].append(dep)
             log.info("cell %s (%s)", cell.id, status)
-            run_cell(grid, cell)
+            _run_and_time(grid, cell)
             summary["ran"].append(cell.id)
     return summary
+
+
+def _lost_sources(grid: Grid, cell: Cell) -> list[str]:
+    """Finished cells `cell` continues from whose checkpoints are gone (e.g. a new sitting)."""
+    lost = []
+    for dep in cell.depends:
+        if dep == "baseline":
+            continue  # ensure_baseline: the portable copy stands in for it
+        try:
+            final_checkpoint(grid, dep)
+        except PrunekitError:
+            lost.append(dep)
+    return lost
+
+
+def _run_and_time(grid: Grid, cell: Cell) -> None:
+    """Run `cell`; then time its compact model while its checkpoint is surely there."""
+    run_cell(grid, cell)
+    if grid.paper.latency.each_cell and cell.kind in TIMED_KINDS:
+        fill_latency(grid, [cell], remeasure=True)

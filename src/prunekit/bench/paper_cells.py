@@ -97,27 +97,29 @@ def _table_cells(plan: _Plan, paper: PaperConfig, size: float, seed: int) -> Non
 
 
 def plan_cells(paper: PaperConfig) -> list[Cell]:
-    """Every cell of the grid, in run order: baseline; seed-0 tables; Fig. 3; Fig. 2; more seeds.
+    """Every cell of the grid, in run order: baseline; per size the seed-0 tables, then Fig. 2's
+    fine-tuning of that size's Table 1 cells; Fig. 3; more seeds.
 
-    Shared runs appear once (with every table they feed); only `seeded_sizes` get every seed.
+    A Fig. 2 cell runs right after the cell it continues, so the checkpoint it starts from is
+    still there when a grid is run across sittings that do not keep `runs/`. Shared runs appear
+    once (with every table they feed); only `seeded_sizes` get every seed.
     """
     plan = _Plan()
     plan.add(Cell("baseline", "baseline", ("table1", "table2", "table3"), seed=paper.seeds[0]))
     first, more = paper.seeds[0], paper.seeds[1:]
     for size in paper.sizes:
         _table_cells(plan, paper, size, first)
+        if paper.fig2.enabled:
+            for schedule in ("one-shot", "incremental"):
+                src = plan.prune("fig2", schedule, paper.t1_criterion, "unstructured", size, first)
+                cell = replace(src, id="finetune-" + src.id, kind="finetune", tables=("fig2",))
+                plan.add(replace(cell, source=src.id, depends=("baseline", src.id)))
     if paper.fig3.enabled:
         for group in paper.fig3.groups:
             cell = Cell(f"layer-{group}-seed{first}", "layer", ("fig3",), seed=first, group=group)
             cell = replace(cell, depends=("baseline",))
             crit = paper.fig3.criterion
             plan.add(replace(cell, schedule="incremental", criterion=crit, method="unstructured"))
-    if paper.fig2.enabled:
-        for size in paper.sizes:
-            for schedule in ("one-shot", "incremental"):
-                src = plan.prune("fig2", schedule, paper.t1_criterion, "unstructured", size, first)
-                cell = replace(src, id="finetune-" + src.id, kind="finetune", tables=("fig2",))
-                plan.add(replace(cell, source=src.id, depends=("baseline", src.id)))
     for seed in more:
         for size in paper.sizes:
             if _is_seeded(size, paper):

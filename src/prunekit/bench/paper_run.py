@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from prunekit.atomic import write_json
+from prunekit.bench.paper_baseline import PORTABLE_DIR, check_baseline, export_baseline
 from prunekit.bench.paper_cells import Cell
 from prunekit.bench.paper_spec import PaperConfig
 from prunekit.compress import compress, load_trained, measure, prune_config
@@ -74,6 +75,7 @@ class Grid:
     invocation: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
     scratch_models: dict[float, dict[str, Any]] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # e.g. the dense model latency is timed on
 
     @cached_property
     def data(self) -> LMData:
@@ -110,8 +112,17 @@ class Grid:
         return json.loads(path.read_text(encoding="utf-8"))
 
     @property
+    def portable_baseline(self) -> Path:
+        """The baseline's weights kept with the results (see `paper_baseline`)."""
+        return self.out / PORTABLE_DIR
+
+    @property
     def baseline_ckpt(self) -> Path:
-        return self.run_dir("baseline") / "checkpoints" / "best"
+        """The baseline's best checkpoint in `runs/`, else its portable copy."""
+        run = self.run_dir("baseline") / "checkpoints" / "best"
+        return (
+            run if run.is_dir() or not self.portable_baseline.is_dir() else self.portable_baseline
+        )
 
     def train_cfg(self, seed: int, **update: Any) -> TrainConfig:
         """The recipe's train section with this cell's seed, periodic checkpoints and `update`."""
@@ -140,9 +151,11 @@ def _baseline(grid: Grid, cell: Cell) -> dict[str, Any]:
     m = train_baseline(cfg, grid.run_dir(cell.id), progress=grid.progress)
     keep = ("train_tokens_per_second", "tokens_seen", "train_seconds", "vocab_size", "history")
     extra = {k: m[k] for k in (*keep, "corpus_tokens", "corpus_words") if k in m}
+    best = grid.run_dir(cell.id) / "checkpoints" / "best"
     return {
         **_metrics(m),
         **extra,
+        **export_baseline(best, grid.portable_baseline, grid.data.tokenizer),
         "seed": cfg.train.seed,
         "effective_params": m["params"],
         "sparse_flops_per_token": m["flops_per_token"],
@@ -378,6 +391,31 @@ def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
     )
     write_json(grid.cell_json(cell.id), record)
     return record
+
+
+def ensure_baseline(grid: Grid) -> None:
+    """Make sure a finished baseline has weights to prune from: its `runs/` checkpoint (then its
+    portable copy is written if missing), else the portable copy, checked against its record.
+
+    Raises:
+        PrunekitError: no weights at all, or a copy that is not the recorded baseline.
+    """
+    if not grid.cell_json("baseline").is_file():
+        return
+    record = grid.result("baseline")
+    run = grid.run_dir("baseline") / "checkpoints" / "best"
+    if run.is_dir():
+        if not grid.portable_baseline.is_dir():
+            record.update(export_baseline(run, grid.portable_baseline, grid.data.tokenizer))
+            write_json(grid.cell_json("baseline"), record)
+        return
+    if not grid.portable_baseline.is_dir():
+        raise PrunekitError(
+            f"{grid.out} has a finished baseline but no weights ({run} and "
+            f"{grid.portable_baseline} are missing): restore {grid.portable_baseline} from git, "
+            f"or delete {grid.cell_json('baseline')} to train it again"
+        )
+    check_baseline(grid.portable_baseline, grid.data.tokenizer, record)
 
 
 def check_cells(grid: Grid, cells: list[Cell]) -> None:

@@ -71,6 +71,8 @@ class LatencyConfig(_Strict):
     steps: int = Field(32, ge=1)
     repeats: int = Field(10, ge=1)
     threads: int = Field(1, ge=1)
+    # time each cell as soon as it finishes: its checkpoints need not outlive the sitting
+    each_cell: bool = True
 
 
 class CostConfig(_Strict):
