@@ -154,3 +154,27 @@ def test_verdicts():
     assert verdict([False, False], [True, True]) == "reversed"
     assert verdict([False], [False]) == "not reproduced"
     assert verdict([True, False, False], [False, True, False]) == "partly (1 of 3 sizes)"
+
+
+def test_seed_checks_use_welch_t_against_the_95_percent_critical_value(tmp_path):
+    from prunekit.report.paper import Agg
+    from prunekit.report.seeds import t_critical, welch
+
+    def agg(mean, std, n=3):
+        return Agg(mean, std, n, list(range(n)), 1.0, None, None, None, None)
+
+    t, dof = welch(agg(10.0, 1.0), agg(10.5, 1.0))
+    assert t == pytest.approx(-0.5 / (2 / 3) ** 0.5) and dof == pytest.approx(4.0)
+    assert t_critical(dof) == pytest.approx(2.776) and t_critical(2.9) == pytest.approx(4.303)
+    assert welch(agg(1.0, 0.0), agg(2.0, 0.0)) is None
+    # one side without spread (a training-free cell): only the other side's variance counts
+    assert welch(agg(12.0, 0.0), agg(10.0, 1.0))[1] == pytest.approx(2.0)
+
+    _write_grid(tmp_path)  # 10 %: one-shot 33.0/33.1/33.2, incremental 19.0/19.6/20.2
+    paths = build_report(tmp_path, command="prunekit report X", machine={})
+    md = paths["tables"].read_text().split("## Seeds: which differences are real")[1]
+    row = next(x for x in md.splitlines() if "incremental vs one-shot" in x)
+    assert "19.60 ± 0.60" in row and "33.10 ± 0.10" in row and "-40.8" in row
+    assert "-38.4 (2.1)" in row and row.endswith("**yes** |")
+    data = json.loads(paths["results"].read_text())["seed_checks"]
+    assert [c["comparison"] for c in data] == ["incremental vs one-shot (magnitude)"]

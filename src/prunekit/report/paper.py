@@ -377,6 +377,7 @@ def render(
 ) -> tuple[str, dict[str, Any]]:
     """(tables.md text, the aggregates as JSON-able data) for `cells`."""
     from prunekit.report.published import compare
+    from prunekit.report.seeds import seed_checks, seed_section
 
     base = next(c for c in cells if c["kind"] == "baseline")
     if metric not in base:
@@ -423,6 +424,8 @@ def render(
         fig3_table(cells, base["valid_ppl"], bp),
         "![Fig. 3](fig3_layers.png)\n",
     ]
+    checks = seed_checks(aggs, lay)
+    parts.append(seed_section(checks, bp))
     side_by_side, findings = compare(aggs, lay, bp, cells)
     parts.append(side_by_side)
     data = {
@@ -435,6 +438,7 @@ def render(
         ],
         "fig2": {str(s): pts for s, pts in series.items()},
         "findings": findings,
+        "seed_checks": checks,
     }
     return "\n".join(parts), data
 
