@@ -101,3 +101,15 @@ def test_bad_inputs_are_user_errors():
         decode_ms_per_token(model, context=1, steps=0, repeats=1)
     with pytest.raises(PrunekitError):
         vocab_size_of(nn.Linear(2, 2))
+
+
+def test_interleaved_orders_vary_who_runs_before_whom():
+    from prunekit.bench.latency import interleaved_orders
+
+    names = ["dense", "int8", "torch-int8", "floor"]
+    orders = interleaved_orders(names, repeats=20, seed=0)
+    assert len(orders) == 20 and all(sorted(o) == sorted(names) for o in orders)
+    assert orders == interleaved_orders(names, repeats=20, seed=0)  # seeded
+    for name in names:  # a rotated order would give every variant one fixed predecessor
+        before = {o[o.index(name) - 1] for o in orders if o.index(name) > 0}
+        assert len(before) >= 2

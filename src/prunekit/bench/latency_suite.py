@@ -36,7 +36,13 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
-from prunekit.bench.latency import _EvalMode, _tokens, compare_variants, latency_markdown
+from prunekit.bench.latency import (
+    _EvalMode,
+    _tokens,
+    compare_variants,
+    interleaved_orders,
+    latency_markdown,
+)
 from prunekit.errors import PrunekitError
 from prunekit.export.choose import DEFAULT_SPARSITIES, sparse_speedup_curve
 from prunekit.export.compact import compact
@@ -188,9 +194,8 @@ def compare_scoring(
             for name in names:
                 for _ in range(warmup):
                     variants[name](idx)
-            for rep in range(repeats):
-                shift = rep % len(names)
-                for name in names[shift:] + names[:shift]:
+            for order in interleaved_orders(names, repeats, seed):
+                for name in order:
                     start = time.perf_counter()
                     variants[name](idx)
                     samples[name].append(idx.numel() / (time.perf_counter() - start))
