@@ -201,11 +201,9 @@ def compare_variants(
 ) -> dict[str, Any]:
     """Decode latency of several models measured interleaved, with speed-ups over `baseline`.
 
-    Within each repetition every variant decodes once, in a fresh seeded random order, so slow
-    periods of a shared machine hit all variants alike and no variant always runs right after
-    the same one (the one after the largest model would otherwise always find the cache
-    flushed: measured 0.24 vs 0.19-0.21 ms/token for the same int8 LSTM LM); speed-ups are ratios of medians from
-    the same run. FLOPs are counted at the mean attended context of the timed tokens,
+    Within each repetition every variant decodes once, in the order `interleaved_orders` gives,
+    so slow periods of a shared machine hit all variants alike; speed-ups are ratios of medians
+    from the same run. FLOPs are counted at the mean attended context of the timed tokens,
     `context + (steps + 1) // 2`.
 
     Args:

@@ -10,13 +10,13 @@ byte-for-byte the one the baseline was trained with.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 from prunekit.compress import load_trained
 from prunekit.errors import PrunekitError
+from prunekit.export.io import file_sha256
 from prunekit.train.checkpoint import read_checkpoint_state, save_checkpoint
 
 PORTABLE_DIR = "baseline"
@@ -24,15 +24,6 @@ PORTABLE_DIR = "baseline"
 
 class _Saveable(Protocol):
     def save(self, path: Path) -> None: ...
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tokenizer_sha256(tokenizer: _Saveable) -> str:

@@ -117,9 +117,14 @@ class Grid:
         return self.out / PORTABLE_DIR
 
     @property
+    def baseline_run_ckpt(self) -> Path:
+        """The baseline's best checkpoint in `runs/` (gone in a sitting that lacks `runs/`)."""
+        return self.run_dir("baseline") / "checkpoints" / "best"
+
+    @property
     def baseline_ckpt(self) -> Path:
         """The baseline's best checkpoint in `runs/`, else its portable copy."""
-        run = self.run_dir("baseline") / "checkpoints" / "best"
+        run = self.baseline_run_ckpt
         return (
             run if run.is_dir() or not self.portable_baseline.is_dir() else self.portable_baseline
         )
@@ -151,11 +156,10 @@ def _baseline(grid: Grid, cell: Cell) -> dict[str, Any]:
     m = train_baseline(cfg, grid.run_dir(cell.id), progress=grid.progress)
     keep = ("train_tokens_per_second", "tokens_seen", "train_seconds", "vocab_size", "history")
     extra = {k: m[k] for k in (*keep, "corpus_tokens", "corpus_words") if k in m}
-    best = grid.run_dir(cell.id) / "checkpoints" / "best"
     return {
         **_metrics(m),
         **extra,
-        **export_baseline(best, grid.portable_baseline, grid.data.tokenizer),
+        **export_baseline(grid.baseline_run_ckpt, grid.portable_baseline, grid.data.tokenizer),
         "seed": cfg.train.seed,
         "effective_params": m["params"],
         "sparse_flops_per_token": m["flops_per_token"],
@@ -403,7 +407,7 @@ def ensure_baseline(grid: Grid) -> None:
     if not grid.cell_json("baseline").is_file():
         return
     record = grid.result("baseline")
-    run = grid.run_dir("baseline") / "checkpoints" / "best"
+    run = grid.baseline_run_ckpt
     if run.is_dir():
         if not grid.portable_baseline.is_dir():
             record.update(export_baseline(run, grid.portable_baseline, grid.data.tokenizer))

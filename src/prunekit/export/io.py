@@ -42,7 +42,8 @@ WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
 OWN_FILES = {WEIGHTS, MANIFEST, "model.onnx"}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -118,7 +119,7 @@ def save_compact(
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
         out["weights"] = {
-            "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": _sha256(tmp / WEIGHTS)
+            "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
         _replace_folder(tmp, folder)
@@ -168,7 +169,7 @@ def _read_weights(folder: Path, manifest: Mapping[str, Any], verify: bool) -> di
             f"{path} has {size} bytes but manifest.json says {info.get('bytes')}: the file is "
             "truncated or was replaced; re-export the model"
         )
-    if verify and _sha256(path) != info.get("sha256"):
+    if verify and file_sha256(path) != info.get("sha256"):
         raise PrunekitError(f"{path} does not match manifest.json (sha256 differs): {MISMATCH}")
     try:  # fresh (64-byte aligned) copies: kernels then round exactly as before saving
         return {k: v.clone() for k, v in load_file(str(path)).items()}
