@@ -6,6 +6,7 @@ from prune_standins import TinyTransformerLM, lm_batches, lm_loss
 
 from prunekit.prune import Cubic, PruneConfig, Pruner
 from prunekit.prune.schedules import round_half_up
+from prunekit.train.task import LMTask
 
 CFG = PruneConfig(criterion="taylor", schedule=Cubic(s_f=0.6, t0=1, dt=2, n=3))
 
@@ -71,8 +72,7 @@ def test_real_trainer_checkpoint_and_resume(tmp_path):
         pruner = Pruner(model, CFG).attach()
         trainer = trainer_mod.Trainer(
             model,
-            batching.LMBatches(tokens[:300], 2, 8),
-            tokens[300:],
+            LMTask(batching.LMBatches(tokens[:300], 2, 8), tokens[300:], eval_batch_size=2, bptt=8),
             train_cfg,
             out,
             callbacks=[pruner],

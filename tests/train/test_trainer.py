@@ -9,15 +9,13 @@ import pytest
 import torch
 
 from prunekit.config import parse_recipe
-from prunekit.data import LMBatches
-from prunekit.experiment import build_lm, prepare_data, train_baseline
+from prunekit.pipelines.lm_baseline import build_lm, lm_task, prepare_data, train_baseline
 from prunekit.train.trainer import Trainer
 
 
 def _trainer(cfg, data, out):
     model = build_lm(cfg, data.tokenizer.vocab_size)
-    batches = LMBatches(data.train, cfg.train.batch_size, cfg.train.bptt)
-    return Trainer(model, batches, data.valid, cfg.train, out, progress=False)
+    return Trainer(model, lm_task(data, cfg), cfg.train, out, progress=False)
 
 
 def test_resume_reproduces_the_uninterrupted_losses(tiny_corpus, tmp_path, tiny_recipe):

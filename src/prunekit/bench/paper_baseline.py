@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from prunekit.compress import load_trained
 from prunekit.errors import PrunekitError
 from prunekit.export.io import file_sha256
+from prunekit.pipelines.lm_compress import load_trained
 from prunekit.train.checkpoint import read_checkpoint_state, save_checkpoint
 
 PORTABLE_DIR = "baseline"

@@ -20,7 +20,7 @@ from torch import nn
 from prunekit.atomic import write_json
 from prunekit.bench.paper_cells import Cell, cell_status
 from prunekit.bench.paper_run import Grid, final_checkpoint, load_pruned
-from prunekit.compress import load_trained
+from prunekit.pipelines.lm_compress import load_trained
 
 log = logging.getLogger(__name__)
 TIMED_KINDS = ("baseline", "prune", "scratch", "finetune")

@@ -24,14 +24,14 @@ from prunekit.atomic import write_json
 from prunekit.bench.paper_baseline import PORTABLE_DIR, check_baseline, export_baseline
 from prunekit.bench.paper_cells import Cell
 from prunekit.bench.paper_spec import PaperConfig
-from prunekit.compress import compress, load_trained, measure, prune_config
 from prunekit.config import PruneSection, RunConfig, TrainConfig, parse_recipe
 from prunekit.data import LMBatches
 from prunekit.errors import PrunekitError
-from prunekit.experiment import LMData, build_lm, prepare_data, train_baseline
 from prunekit.models import build_model
 from prunekit.models.registry import model_config
 from prunekit.models.scaling import scaled_config
+from prunekit.pipelines.lm_baseline import LMData, build_lm, lm_task, prepare_data, train_baseline
+from prunekit.pipelines.lm_compress import compress, load_trained, measure, prune_config
 from prunekit.prune import (
     Cubic,
     PruneConfig,
@@ -271,11 +271,9 @@ def _fit(
     grid: Grid, model: nn.Module, tcfg: TrainConfig, out: Path, pruner: Pruner | None, run: dict
 ) -> Trainer:
     """Train `model` (optionally with `pruner` as callback), resuming from out/checkpoints/last."""
-    batches = LMBatches(grid.data.train, grid.cfg.train.batch_size, grid.cfg.train.bptt)
     trainer = Trainer(
         model,
-        batches,
-        grid.data.valid,
+        lm_task(grid.data, grid.cfg),
         tcfg,
         out,
         callbacks=[pruner] if pruner else [],

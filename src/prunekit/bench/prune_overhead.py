@@ -17,8 +17,9 @@ from torch import nn
 from prunekit.bench.markdown import bench_header
 from prunekit.config import RunConfig
 from prunekit.data import LMBatches
-from prunekit.experiment import build_lm, prepare_data
+from prunekit.pipelines.lm_baseline import build_lm, prepare_data
 from prunekit.prune import Cubic, PruneConfig, Pruner
+from prunekit.train.task import LMTask
 from prunekit.train.trainer import Trainer
 
 VARIANTS = ("plain", "masked", "masked+updates")
@@ -37,7 +38,8 @@ def _make(base: nn.Module, variant: str, batches: LMBatches, cfg: RunConfig, tmp
         dt = 10 if variant == "masked+updates" else 10_000
         schedule = Cubic(s_i=0.0, s_f=0.9, t0=0, dt=dt, n=10)
         pruner = Pruner(model, PruneConfig(criterion="taylor", schedule=schedule)).attach()
-    trainer = Trainer(model, batches, batches.data[0, :2], cfg.train, tmp, progress=False)
+    task = LMTask(batches, batches.data[0, :2], eval_batch_size=1, bptt=cfg.train.bptt)
+    trainer = Trainer(model, task, cfg.train, tmp, progress=False)
     if pruner is not None:
         pruner.add_optimizer(trainer.optimizer)
     return trainer

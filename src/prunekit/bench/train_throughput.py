@@ -18,7 +18,8 @@ from torch import nn
 from prunekit.bench.markdown import bench_header
 from prunekit.config import RunConfig
 from prunekit.data import LMBatches
-from prunekit.experiment import build_lm, prepare_data
+from prunekit.pipelines.lm_baseline import build_lm, prepare_data
+from prunekit.train.task import LMTask
 from prunekit.train.trainer import Trainer, build_optimizer
 
 
@@ -40,7 +41,8 @@ def _hand_loop_tokens_per_s(model: nn.Module, batches: LMBatches, order: list[in
 
 def _trainer_tokens_per_s(model: nn.Module, batches: LMBatches, steps: int, cfg, tmp) -> float:
     """Tokens/s of Trainer.train_step, the body of Trainer.fit (validation excluded)."""
-    trainer = Trainer(model, batches, batches.data[0, :2], cfg, tmp, progress=False)
+    task = LMTask(batches, batches.data[0, :2], eval_batch_size=1, bptt=cfg.bptt)
+    trainer = Trainer(model, task, cfg, tmp, progress=False)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from prunekit.config import parse_recipe
-from prunekit.experiment import evaluate, prepare_data
 from prunekit.models import build_model
+from prunekit.pipelines.lm_baseline import evaluate, prepare_data
 from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from prunekit.atomic import write_json
 from prunekit.cli.common import parse_overrides
-from prunekit.compress import check_sections, compress, load_trained, measure
 from prunekit.config import load_recipe, parse_recipe
 from prunekit.errors import PrunekitError
-from prunekit.experiment import prepare_data
+from prunekit.pipelines.lm_baseline import prepare_data
+from prunekit.pipelines.lm_compress import check_sections, compress, load_trained, measure
 from prunekit.report.compression import compression_table
 from prunekit.train.checkpoint import read_checkpoint_state
 

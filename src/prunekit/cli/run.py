@@ -10,10 +10,10 @@ from typing import Any
 
 from prunekit.atomic import write_json, write_text
 from prunekit.cli.common import add_recipe_args, recipe_from_args
-from prunekit.compress import check_sections, compress
 from prunekit.config import RunConfig
-from prunekit.experiment import build_lm, prepare_data, train_baseline
 from prunekit.machine import machine_info
+from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
+from prunekit.pipelines.lm_compress import check_sections, compress
 from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table

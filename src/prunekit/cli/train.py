@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from prunekit.cli.common import add_recipe_args, recipe_from_args
-from prunekit.experiment import train_baseline
+from prunekit.pipelines.lm_baseline import train_baseline
 from prunekit.recipes import builtin
 from prunekit.train.distributed import close_world, init_world
 

@@ -37,14 +37,22 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
     return model_cls(config_cls.from_dict(fields))
 
 
+def registered_config(model: nn.Module) -> dict[str, Any] | None:
+    """`model_config(model)` for a model prunekit builds; None for any other module."""
+    for arch, (_, model_cls) in ARCHS.items():
+        if isinstance(model, model_cls):
+            return {"arch": arch, **model.config.to_dict()}
+    return None
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """The config dict that `build_model` would rebuild `model` from (including "arch").
 
     This is the architecture as built; compression applied afterwards is not reflected.
     """
-    for arch, (_, model_cls) in ARCHS.items():
-        if isinstance(model, model_cls):
-            return {"arch": arch, **model.config.to_dict()}
+    config = registered_config(model)
+    if config is not None:
+        return config
     names = ", ".join(cls.__name__ for _, cls in ARCHS.values())
     raise PrunekitError(
         f"model_config got a {type(model).__name__}: only {names} models have a config dict"

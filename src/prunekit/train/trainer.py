@@ -1,5 +1,6 @@
-"""One trainer for every prunekit language model: AdamW, warmup + decay, clipping, validation,
-safetensors checkpoints with exact resume, one process or `torchrun` DDP (gloo)."""
+"""One trainer for every prunekit model: AdamW, warmup + decay, clipping, validation, safetensors
+checkpoints with exact resume, one process or `torchrun` DDP (gloo). What it trains on and which
+loss it minimises come from a `Task` (`prunekit.train.task`)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from prunekit.config import TrainConfig
-from prunekit.data.batching import LMBatches
-from prunekit.eval.perplexity import score_tokens
-from prunekit.models.registry import model_config
+from prunekit.models.registry import registered_config
 from prunekit.train.checkpoint import load_checkpoint, save_checkpoint
 from prunekit.train.distributed import World
 from prunekit.train.lr import lr_at
+from prunekit.train.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class History:
     train: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     valid: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     best_valid_loss: float = math.inf
-    tokens_seen: int = 0
+    tokens_seen: int = 0  # units of the task (tokens for an LM, frames for an acoustic model)
     train_seconds: float = 0.0
 
 
@@ -63,12 +62,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 class Trainer:
-    """Train `model` on `train` windows, validate on `valid_tokens`, checkpoint into `out_dir`.
+    """Train `model` on `task`'s batches, validate with `task`, checkpoint into `out_dir`.
 
     Args:
-        model: maps idx (B, T) -> logits (B, T, V).
-        train: training windows (global batch; each DDP rank takes its rows).
-        valid_tokens: (N,) validation token stream.
+        model: the model to train (its loss comes from `task.loss`).
+        task: data and objective, e.g. `LMTask(LMBatches(...), valid_tokens, ...)`.
         cfg: the train section of the recipe.
         out_dir: checkpoints go to out_dir/checkpoints/{last,best}.
         callbacks: see `Callback`.
@@ -77,8 +75,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train: LMBatches,
-        valid_tokens: torch.Tensor,
+        task: Task,
         cfg: TrainConfig,
         out_dir: str | Path,
         *,
@@ -87,7 +84,7 @@ class Trainer:
         run_state: dict[str, Any] | None = None,
         progress: bool = True,
     ) -> None:
-        self.model, self.train_batches, self.valid_tokens = model, train, valid_tokens
+        self.model, self.task = model, task
         self.cfg, self.world = cfg, world
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks or [])
@@ -102,31 +99,21 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out_dir / "checkpoints"
 
-    def loss_on(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the (DDP-wrapped) model on one batch x, y (B, T)."""
-        net = self._ddp or self.model
-        logits = net(x)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
-
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(self.train_batches)
-        epoch, index = divmod(step, n)
+    def _batch(self, step: int) -> Any:
+        epoch, index = divmod(step, len(self.task))
         if index == 0 or not hasattr(self, "_order") or self._order_epoch != epoch:
-            self._order = self.train_batches.order(epoch, self.cfg.seed, self.cfg.shuffle)
+            self._order = self.task.order(epoch, self.cfg.seed, self.cfg.shuffle)
             self._order_epoch = epoch
-        x, y = self.train_batches.window(self._order[index])
-        shard = LMBatches.shard
-        return shard(x, self.world.rank, self.world.size), shard(
-            y, self.world.rank, self.world.size
-        )
+        return self.task.batch(self._order[index], self.world)
 
     def train_step(self) -> float:
         """Run one optimizer step; return its training loss."""
-        x, y = self._batch(self.step)
+        batch = self._batch(self.step)
+        self._last_units = self.task.units(batch, self.world)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.model.train()
-        loss = self.loss_on(x, y)
+        loss = self.task.loss(self._ddp or self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -139,45 +126,39 @@ class Trainer:
         return loss.item()
 
     def validate(self) -> float:
-        """Mean validation loss per token (all ranks agree)."""
-        cfg = self.cfg
-        score = score_tokens(
-            self.model,
-            self.valid_tokens,
-            batch_size=cfg.eval_batch_size,
-            bptt=cfg.bptt,
-            world=self.world,
-        )
-        return score.loss
+        """The task's validation loss (all ranks agree)."""
+        return self.task.validate(self.model, self.world)
 
     def fit(self, steps: int | None = None) -> History:
         """Train until `steps` (default cfg.steps) optimizer steps are done; validate and checkpoint."""
         total = steps if steps is not None else self.cfg.steps
         bar = tqdm(total=total, initial=self.step, disable=not self.progress, unit="step")
-        tokens_per_step = self.cfg.batch_size * self.cfg.bptt
-        t0, step0, recent = time.perf_counter(), self.step, []
+        t0, units0, recent = time.perf_counter(), self.history.tokens_seen, []
+        rate_key = f"{self.task.unit}_s"
         while self.step < total:
             loss = self.train_step()
             recent.append(loss)
-            self.history.tokens_seen += tokens_per_step
+            self.history.tokens_seen += self._last_units
             if self.step % self.cfg.log_every == 0 or self.step == total:
                 mean = sum(recent) / len(recent)
                 self.history.train.append((self.step, mean))
                 recent = []
-                rate = tokens_per_step * (self.step - step0) / max(1e-9, time.perf_counter() - t0)
-                bar.set_postfix(
-                    loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}", tok_s=f"{rate:,.0f}"
-                )
+                units = self.history.tokens_seen - units0
+                rate = units / max(1e-9, time.perf_counter() - t0)
+                shown = {"loss": f"{mean:.3f}"}
+                if self.task.unit == "tok":
+                    shown["ppl"] = f"{math.exp(min(mean, 50)):.1f}"
+                bar.set_postfix(shown | {rate_key: f"{rate:,.0f}"})
             bar.update(1)
             if self.step % self.cfg.eval_every == 0 or self.step == total:
                 self.history.train_seconds += time.perf_counter() - t0
                 self._validate_and_save()
-                t0, step0 = time.perf_counter(), self.step
+                t0, units0 = time.perf_counter(), self.history.tokens_seen
             elif self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.history.train_seconds += time.perf_counter() - t0
                 if self.world.is_main:
                     self.save(self.checkpoint_dir / "last")
-                t0, step0 = time.perf_counter(), self.step
+                t0, units0 = time.perf_counter(), self.history.tokens_seen
         bar.close()
         return self.history
 
@@ -196,7 +177,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         h = self.history
         return {
-            "model_config": model_config(self.model),
+            "model_config": registered_config(self.model),  # None: a model of the user's own
             "step": self.step,
             "train_config": self.cfg.model_dump(mode="json"),
             "history": {

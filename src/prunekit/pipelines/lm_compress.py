@@ -17,10 +17,9 @@ from torch import nn
 
 from prunekit.atomic import write_json
 from prunekit.config import PruneSection, RunConfig
-from prunekit.data import LMBatches
 from prunekit.eval.flops import sparse_flops_per_token
-from prunekit.experiment import LMData, evaluate
 from prunekit.models import build_model
+from prunekit.pipelines.lm_baseline import LMData, evaluate, lm_task
 from prunekit.prune import Cubic, OneShot, PruneConfig, Pruner, ScopeConfig, calibrate
 from prunekit.prune.size import count_params, sparsity_for_size
 from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
@@ -135,7 +134,8 @@ def _run_one(
     model = load_trained(baseline)
     pcfg = prune_config(section, model, min(sizes), section.steps)
     pruner = Pruner(model, pcfg).attach()
-    batches = LMBatches(data.train, cfg.train.batch_size, cfg.train.bptt)
+    task = lm_task(data, cfg)
+    batches = task.train
     last = out / "checkpoints" / "last"
     incremental = section.schedule == "incremental"
     if not incremental and not last.exists():
@@ -148,8 +148,7 @@ def _run_one(
     callbacks: list[Any] = [pruner, milestones] if incremental else []
     trainer = Trainer(
         model,
-        batches,
-        data.valid,
+        task,
         _train_cfg(cfg, section),
         out,
         callbacks=callbacks,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from prunekit.compress import compress, load_trained
 from prunekit.config import parse_recipe
-from prunekit.experiment import prepare_data, train_baseline
+from prunekit.pipelines.lm_baseline import prepare_data, train_baseline
+from prunekit.pipelines.lm_compress import compress, load_trained
 from prunekit.prune import count_params
 
 

@@ -20,6 +20,7 @@ from prunekit.eval.size import size_report
 from prunekit.models import build_model
 from prunekit.train.checkpoint import load_checkpoint
 from prunekit.train.distributed import World, barrier
+from prunekit.train.task import LMTask
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ def build_lm(cfg: RunConfig, vocab_size: int) -> nn.Module:
     return build_model({**cfg.model, "vocab_size": vocab_size})
 
 
+def lm_task(data: LMData, cfg: RunConfig) -> LMTask:
+    """The Trainer's task for the recipe: `data.train` windows, perplexity on `data.valid`."""
+    batches = LMBatches(data.train, cfg.train.batch_size, cfg.train.bptt)
+    return LMTask(
+        batches, data.valid, eval_batch_size=cfg.train.eval_batch_size, bptt=cfg.train.bptt
+    )
+
+
 def evaluate(
     model: nn.Module, data: LMData, cfg: RunConfig, *, world: World = World()
 ) -> dict[str, Any]:
@@ -92,11 +101,9 @@ def train_baseline(
     torch.set_num_threads(cfg.train.threads)
     data = prepare_data(cfg)
     model = build_lm(cfg, data.tokenizer.vocab_size)
-    batches = LMBatches(data.train, cfg.train.batch_size, cfg.train.bptt)
     trainer = Trainer(
         model,
-        batches,
-        data.valid,
+        lm_task(data, cfg),
         cfg.train,
         out_dir,
         world=world,
