@@ -1,0 +1,1 @@
+"""Speech recognition between features and words: output units, the CTC task, decoding with LMs."""

@@ -1,0 +1,1 @@
+"""Speech data: wav files, offline synthesizers, speech corpora, augmentation and log-mel features."""
