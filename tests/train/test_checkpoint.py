@@ -77,3 +77,9 @@ def test_overwrite_leaves_no_temp_folders(tmp_path):
     save_checkpoint(tmp_path / "ck", model, {"v": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
     assert load_checkpoint(tmp_path / "ck", Tied())[0] == {"v": 2}
+
+
+def test_checkpoint_carries_extra_files(tmp_path):
+    save_checkpoint(tmp_path / "ck", Tied(), {"step": 1}, files={"tokenizer.model": b"vocab"})
+    assert (tmp_path / "ck" / "tokenizer.model").read_bytes() == b"vocab"
+    load_checkpoint(tmp_path / "ck", Tied())  # the extra file does not disturb loading

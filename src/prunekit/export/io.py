@@ -39,7 +39,7 @@ from prunekit.export.manifest import (
 )
 
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
-OWN_FILES = {WEIGHTS, MANIFEST, "model.onnx"}
+OWN_FILES = {WEIGHTS, MANIFEST, "model.onnx", "tokenizer.model"}
 
 
 def file_sha256(path: Path) -> str:
@@ -83,7 +83,11 @@ def _replace_folder(tmp: Path, folder: Path) -> None:
 
 
 def save_compact(
-    model: nn.Module, manifest: Mapping[str, Any] | None, folder: str | Path
+    model: nn.Module,
+    manifest: Mapping[str, Any] | None,
+    folder: str | Path,
+    *,
+    files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write `model` (from `compact`) to `folder`/weights.safetensors + manifest.json atomically.
 
@@ -92,6 +96,8 @@ def save_compact(
         manifest: the dict `compact` returned (its `model_config` is required), or None for a
             model whose base config `prunekit.models.model_config` can tell.
         folder: the export folder (replaced if it is an earlier export).
+        files: more files for the folder, name -> bytes (e.g. "tokenizer.model"; names from
+            `OWN_FILES` only, so a later export may replace the folder).
 
     Returns:
         The manifest as written.
@@ -122,6 +128,10 @@ def save_compact(
             "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        for name, data in (files or {}).items():
+            if name not in OWN_FILES - {WEIGHTS, MANIFEST}:
+                raise PrunekitError(f"cannot add {name!r} to an export: use one of {OWN_FILES}")
+            (tmp / name).write_bytes(data)
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,8 @@ A checkpoint is a folder, written atomically (temp folder, then rename):
     model.safetensors   the model's state_dict (tied tensors stored once; masks included)
     extra.safetensors   optimizer tensors, RNG states, any extra tensors (e.g. pruner accumulators)
     state.json          model config, step, optimizer param groups, python/numpy RNG, run state
+    <files>             any extra files the caller passes (e.g. tokenizer.model, so the
+                        checkpoint can be evaluated on its own)
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> None:
     """Write a checkpoint folder atomically.
 
@@ -93,6 +96,7 @@ def save_checkpoint(
         state: JSON-able run state (model config, step, metrics, ...).
         optimizer: saved with its tensors in extra.safetensors.
         extra_tensors: more named tensors to keep (e.g. pruner score accumulators).
+        files: file name -> bytes, written into the folder too (e.g. the tokenizer).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +112,8 @@ def save_checkpoint(
             tensors[f"extra.{key}"] = value.detach().contiguous()
         save_file(tensors, str(tmp / "extra.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
         old = path.with_name(f".{path.name}.old")
         if path.exists():
             os.replace(path, old)

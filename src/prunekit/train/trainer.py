@@ -70,6 +70,7 @@ class Trainer:
         cfg: the train section of the recipe.
         out_dir: checkpoints go to out_dir/checkpoints/{last,best}.
         callbacks: see `Callback`.
+        files: file name -> bytes written into every checkpoint (e.g. the tokenizer).
     """
 
     def __init__(
@@ -83,8 +84,10 @@ class Trainer:
         callbacks: list[Any] | None = None,
         run_state: dict[str, Any] | None = None,
         progress: bool = True,
+        files: dict[str, bytes] | None = None,
     ) -> None:
         self.model, self.task = model, task
+        self.files = dict(files or {})
         self.cfg, self.world = cfg, world
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks or [])
@@ -199,7 +202,9 @@ class Trainer:
                 cb_state = cb.state_dict()
                 state["callbacks"][str(i)] = cb_state["meta"]
                 extra.update({f"cb{i}/{k}": v for k, v in cb_state["tensors"].items()})
-        save_checkpoint(path, self.model, state, optimizer=self.optimizer, extra_tensors=extra)
+        save_checkpoint(
+            path, self.model, state, optimizer=self.optimizer, extra_tensors=extra, files=self.files
+        )
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping)."""
