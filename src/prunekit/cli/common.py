@@ -12,8 +12,14 @@ from prunekit.errors import PrunekitError
 
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    """--recipe and --set, the two ways to configure a run."""
+    """--recipe, --set and --data: the ways to configure a run."""
     parser.add_argument("--recipe", help="YAML recipe (default: the built-in demo recipe)")
+    parser.add_argument(
+        "--data",
+        metavar="CORPUS",
+        help="the corpus: a folder, a text file, 'shakespeare' or 'web-bible' "
+        "(same as --set data.corpus=CORPUS)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -35,5 +41,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def recipe_from_args(args: argparse.Namespace, default: str | None = None) -> RunConfig:
-    """Load --recipe (or `default`) with the --set overrides applied."""
-    return load_recipe(args.recipe or default, parse_overrides(args.set))
+    """Load --recipe (or `default`) with the --set overrides (and --data) applied.
+
+    Raises:
+        PrunekitError: --data and --set data.corpus naming different corpora.
+    """
+    overrides = parse_overrides(args.set)
+    data = getattr(args, "data", None)
+    if data is not None:
+        other = overrides.get("data.corpus")
+        if other is not None and str(other) != data:
+            raise PrunekitError(
+                f"--data {data} and --set data.corpus={other} disagree: pass only one of them"
+            )
+        overrides["data.corpus"] = data
+    return load_recipe(args.recipe or default, overrides)
