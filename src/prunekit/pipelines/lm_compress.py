@@ -170,6 +170,10 @@ def _row(
 
 def _milestone_rows(cfg, section, data, out, milestones, tuned, context) -> list[dict[str, Any]]:
     """Fine-tune and measure the model saved at each larger size (see `lm_milestones`)."""
+    if milestones.pending:  # cannot happen when the last update lands on the smallest size
+        raise PrunekitError(
+            f"prune section '{section.name}' never reached {milestones.pending}: raise its steps"
+        )
     rows = []
     train = _train_cfg(cfg, section, tuned) if tuned else None
     for size in sorted(map(int, milestones.reached), reverse=True):

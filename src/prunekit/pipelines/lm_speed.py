@@ -68,15 +68,14 @@ def measure_speed(
     Returns:
         {"settings": {...}, "dense": entry, "models": [entry per checkpoint]}, each entry
         {"compact_size_bytes", "decode_ms_per_token", "p10_ms", "p90_ms", "decode_speedup",
-        "flop_ratio" (dense FLOPs / model FLOPs per decoded token), "backend"}.
+        "deployed_flop_ratio" (dense FLOPs / FLOPs the deployed model executes per decoded
+        token: a dense-kept layer counts all its zeros), "backend"}.
     """
     from prunekit.bench.latency import compare_variants
 
     variants, sizes, backends = {}, {}, {}
-    for name, model in [
-        ("dense", baseline),
-        *((str(i), load(Path(c))) for i, c in enumerate(checkpoints)),
-    ]:
+    models = {"dense": baseline} | {str(i): load(Path(c)) for i, c in enumerate(checkpoints)}
+    for name, model in models.items():
         log.info("deploying %s for the speed measurement", name)
         variants[name], small, backends[name] = deploy(model, threads=cfg.threads)
         sizes[name] = compact_size_report(small)["size_bytes"]
@@ -91,7 +90,8 @@ def measure_speed(
         return {
             "compact_size_bytes": sizes[name], "decode_ms_per_token": t["median_ms"],
             "p10_ms": t["p10_ms"], "p90_ms": t["p90_ms"], "decode_speedup": t["speedup"],
-            "flop_ratio": result["variants"][name]["flop_ratio"], "backend": backends[name],
+            "deployed_flop_ratio": result["variants"][name]["flop_ratio"],
+            "backend": backends[name],
         }  # fmt: skip
 
     settings = cfg.model_dump(mode="json")
