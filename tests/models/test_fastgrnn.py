@@ -31,7 +31,9 @@ def _perturbed(cell):
 @pytest.mark.parametrize("nls", NLS)
 def test_fastgrnn_matches_edgeml(ranks, nls):
     torch.manual_seed(0)
-    cell = _perturbed(FastGRNNCell(6, 10, w_rank=ranks[0], u_rank=ranks[1], gate_nl=nls[0], update_nl=nls[1]))
+    cell = _perturbed(
+        FastGRNNCell(6, 10, w_rank=ranks[0], u_rank=ranks[1], gate_nl=nls[0], update_nl=nls[1])
+    )
     ref = edgeml_cell(cell)
     x = torch.randn(4, 7, 6)
     ours, h_last = FastRNNLayer(cell)(x)
@@ -64,7 +66,10 @@ def test_load_from_edgeml_round_trip(cls):
 def test_initialisation_is_edgemls():
     rnn = import_edgeml().rnn
     torch.manual_seed(3)
-    ours, theirs = FastGRNNCell(32, 100, w_rank=16, u_rank=25), rnn.FastGRNNCell(32, 100, wRank=16, uRank=25)
+    ours, theirs = (
+        FastGRNNCell(32, 100, w_rank=16, u_rank=25),
+        rnn.FastGRNNCell(32, 100, wRank=16, uRank=25),
+    )
     for name in ("bias_gate", "bias_update", "zeta", "nu"):
         assert torch.equal(getattr(ours, name).view(-1), getattr(theirs, name).detach().view(-1))
     assert ours.zeta.item() == 1.0 and ours.nu.item() == -4.0
@@ -110,7 +115,15 @@ def test_weights_are_plain_linear_modules():
     cell = FastGRNNCell(4, 6, w_rank=2)
     assert isinstance(cell.w, nn.Sequential) and isinstance(cell.u, nn.Linear)
     names = sorted(n for n, _ in cell.named_parameters())
-    assert names == ["bias_gate", "bias_update", "nu", "u.weight", "w.0.weight", "w.1.weight", "zeta"]
+    assert names == [
+        "bias_gate",
+        "bias_update",
+        "nu",
+        "u.weight",
+        "w.0.weight",
+        "w.1.weight",
+        "zeta",
+    ]
 
 
 def test_bad_nonlinearity_and_rank():

@@ -13,7 +13,14 @@ from prunekit.models.fastgrnn import FastGRNNCell, FastRNNCell
 from prunekit.models.fastgrnn_lm import FastGRNNLM
 from prunekit.recipes import builtin
 
-CONFIG = {"arch": "fastgrnn", "vocab_size": 13, "d_embed": 6, "d_hidden": 8, "w_rank": 3, "u_rank": 4}
+CONFIG = {
+    "arch": "fastgrnn",
+    "vocab_size": 13,
+    "d_embed": 6,
+    "d_hidden": 8,
+    "w_rank": 3,
+    "u_rank": 4,
+}
 
 
 def test_build_and_round_trip():
@@ -47,14 +54,21 @@ def test_decode_step_rejects_wrong_batch():
 def test_bad_config_names_the_key():
     with pytest.raises(PrunekitError) as err:
         build_model({**CONFIG, "cell": "lstm"})
-    assert str(err.value) == "model.cell='lstm' is not supported: choose one of 'fastgrnn', 'fastrnn'"
+    assert (
+        str(err.value) == "model.cell='lstm' is not supported: choose one of 'fastgrnn', 'fastrnn'"
+    )
     with pytest.raises(PrunekitError, match="model.gate_nl='hard' is not a nonlinearity"):
         build_model({**CONFIG, "gate_nl": "hard"})
 
 
 def test_builtin_recipe_is_the_papers_ptb_shape():
     model = yaml.safe_load(builtin("fastgrnn_lm").read_text())["model"]
-    assert (model["d_hidden"], model["w_rank"], model["u_rank"], model["gate_nl"]) == (256, 64, 64, "sigmoid")
+    assert (model["d_hidden"], model["w_rank"], model["u_rank"], model["gate_nl"]) == (
+        256,
+        64,
+        64,
+        "sigmoid",
+    )
 
 
 def test_prunekit_train_trains_a_fastgrnn_lm(tiny_corpus, tiny_recipe, tmp_path, capsys):

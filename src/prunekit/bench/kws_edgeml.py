@@ -9,6 +9,7 @@ it as released (with the import shims of `prunekit.models.edgeml_ref`) and say s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from pathlib import Path
@@ -21,8 +22,11 @@ import torch.nn.functional as F
 from prunekit.bench.kws_data import KWSData
 from prunekit.bench.kws_rows import model_config
 from prunekit.bench.kws_spec import KWSBenchSpec
+from prunekit.errors import PrunekitError
 from prunekit.models.edgeml_ref import import_edgeml, load_from_edgeml
 from prunekit.models.kws import KWSClassifier
+
+EDGEML_TRIMLEVEL = 15  # hard-coded in FastTrainer.train
 
 
 def train_edgeml(
@@ -35,6 +39,7 @@ def train_edgeml(
         trainer (its `computeLogits` is EdgeML's own float forward pass), and run facts.
     """
     edgeml = import_edgeml()
+    _check_projects(spec, data)
     cfg = model_config("fastgrnn_lsq_q", spec, data)
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)  # FastTrainer shuffles with numpy's global generator
@@ -79,6 +84,18 @@ def train_edgeml(
         "note": "EdgeML FastTrainer 0.3.0 as released: its classifier layer is never trained",
     }
     return ours, trainer, info
+
+
+def _check_projects(spec: KWSBenchSpec, data: KWSData) -> None:
+    """EdgeML's FastTrainer hard-thresholds at batches that are multiples of 15 (fixed) within
+    the middle third; with none there it crashes in the third stage, so refuse up front."""
+    total = math.ceil(data.train_x.shape[0] / spec.batch_size) * spec.epochs
+    lo, hi = int(total / 3.0), int(2 * total / 3.0)
+    if not any(t % EDGEML_TRIMLEVEL == 0 for t in range(lo, hi)):
+        raise PrunekitError(
+            f"EdgeML's FastTrainer would never hard-threshold in {total} batches (it does so at "
+            f"multiples of {EDGEML_TRIMLEVEL} in [{lo}, {hi})): raise epochs or lower batch_size"
+        )
 
 
 def edgeml_logits(trainer: Any, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
