@@ -161,3 +161,23 @@ def test_integer_path_refuses_overflow_and_smooth_nonlinearities():
                "bias": (16384, 14), "scalar": (16777, 24)}  # fmt: skip
     with pytest.raises(PrunekitError, match=r"W x\[0\] overflows an int32 accumulator"):
         int_forward(q, np.full((1, 2, 600), 32767, np.int16))
+
+
+def test_save_load_round_trip(tmp_path):
+    from prunekit.quant import load_quantized, save_quantized
+
+    m = _model("fastgrnn", (4, 6), keep=0.4)
+    x = torch.randn(6, 12, 8)
+    q = quantize_kws(m, x)
+    save_quantized(q, tmp_path / "q.safetensors")
+    back = load_quantized(tmp_path / "q.safetensors")
+    xi = q.quantize_input(x)
+    np.testing.assert_array_equal(int_forward(back, xi)[0], int_forward(q, xi)[0])
+    assert (
+        back.mults == q.mults
+        and back.scalars == q.scalars
+        and back.biases.keys() == q.biases.keys()
+    )
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(PrunekitError, match="is not a safetensors file"):
+        load_quantized(tmp_path / "bad.safetensors")

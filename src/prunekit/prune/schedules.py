@@ -242,7 +242,9 @@ class IHT(_Schedule):
     the support staying fixed in between; from `end` on the last support is frozen (sparse
     retraining). The step before each projection after the first opens the masks (the pruned
     weights are still zero, so the forward pass is unchanged) so that the projection step's
-    gradient step is dense and the support can change, as in IHT.
+    gradient step is dense and the support can change, as in IHT. (While open, the Pruner's
+    `sparsity()` reads 0; the weights still hold the zeros.) Unlike EdgeML's trainer, the optimizer
+    state of pruned weights is zeroed at each projection, as for every prunekit schedule.
 
     Args:
         density: the paper's s, the fraction of each tensor KEPT, in (0, 1].
