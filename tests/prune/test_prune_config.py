@@ -59,7 +59,7 @@ ERRORS = [
     ),
     (
         {"schedule": 0.5},
-        "schedule=0.5 must be OneShot(...), Cubic(...) or NarangRamp(...) (or what their "
+        "schedule=0.5 must be OneShot(...), Cubic(...), NarangRamp(...) or IHT(...) (or what their "
         "to_dict() returns)",
     ),
     ({"scope": "all"}, "scope='all' must be a ScopeConfig or a dict of its fields"),

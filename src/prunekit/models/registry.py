@@ -8,6 +8,8 @@ from typing import Any
 from torch import nn
 
 from prunekit.errors import PrunekitError
+from prunekit.models.fastgrnn_lm import FastGRNNLM, FastGRNNLMConfig
+from prunekit.models.kws import KWSClassifier, KWSConfig
 from prunekit.models.rnn_lm import RNNLM, RNNLMConfig
 from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 
@@ -15,6 +17,8 @@ from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 ARCHS: dict[str, tuple[type, type[nn.Module]]] = {
     "transformer": (TransformerLMConfig, TransformerLM),
     "rnn": (RNNLMConfig, RNNLM),
+    "fastgrnn": (FastGRNNLMConfig, FastGRNNLM),
+    "kws": (KWSConfig, KWSClassifier),  # a keyword classifier, not an LM (no vocab_size)
 }
 
 
@@ -23,7 +27,7 @@ def _allowed() -> str:
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Build a model from `{"arch": "transformer" | "rnn", **config_fields}`.
+    """Build a model from `{"arch": "transformer" | "rnn" | "fastgrnn" | "kws", **config_fields}`.
 
     Raises PrunekitError for a missing or unknown arch and for unknown or invalid fields.
     """

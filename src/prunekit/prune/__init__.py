@@ -27,6 +27,7 @@ from prunekit.prune.masks import (
 from prunekit.prune.methods import Method, make_method, method_names, register_method
 from prunekit.prune.pruner import Pruner
 from prunekit.prune.schedules import (
+    IHT,
     Cubic,
     NarangRamp,
     OneShot,
@@ -43,6 +44,7 @@ __all__ = [
     "FactorizedLinear",
     "GroupMember",
     "GroupSpec",
+    "IHT",
     "Mask",
     "Method",
     "NarangRamp",

@@ -261,14 +261,22 @@ class Pruner:
             raise PrunekitError(f"step={step!r} must be an integer >= 0 (0 after the first step)")
         self._next_step = step + 1
         schedule = self.config.schedule
-        if not schedule.should_update(step):
-            return False
-        if schedule.kind == "threshold":
+        updated = schedule.should_update(step)
+        if updated and schedule.kind == "threshold":
             eps = {n: schedule.threshold(step, q) for n, q in self._q.items()}  # type: ignore[union-attr]
             self._update(thresholds=eps)
-        else:
+        elif updated:
             self._update(sparsity=schedule(step))
-        return True
+        if schedule.opens_after(step):
+            self._open_masks()
+        return updated
+
+    @torch.no_grad()
+    def _open_masks(self) -> None:
+        """Reset every mask to all-ones (IHT): pruned weights are still zero, so the forward pass
+        is unchanged, but the next gradient step is dense and the next update ranks every weight."""
+        for m in self._masks.values():
+            m.mask.fill_(True)
 
     def prune_now(self, sparsity: float) -> None:
         """Prune to `sparsity` at once with the configured method and budget (masks only grow).

@@ -1,9 +1,11 @@
 """Pruning schedules: small frozen value objects that map an optimizer step to a pruning target.
 
-`OneShot` and `Cubic` are sparsity schedules (`schedule(step)` is the fraction of weights to remove);
-`NarangRamp` is a threshold schedule (Narang et al. 2017: `threshold(step, q)` is a magnitude
-threshold). Every schedule answers `should_update(step)` (is this a mask-update step?) and
-`last_step` (after it, masks never change).
+`OneShot`, `Cubic` and `IHT` are sparsity schedules (`schedule(step)` is the fraction of weights to
+remove); `NarangRamp` is a threshold schedule (Narang et al. 2017: `threshold(step, q)` is a
+magnitude threshold). Every schedule answers `should_update(step)` (is this a mask-update step?),
+`opens_after(step)` (are masks reset to all-ones after this step, so that the next step is dense
+and pruned weights may come back? only `IHT` says yes) and `last_step` (after it, masks never
+change).
 
 Steps are the 0-based index of the optimizer step just taken: `pruner.step(0)` runs after the first
 `optimizer.step()`.
@@ -51,6 +53,10 @@ class _Schedule:
     """Shared serialisation of the schedule dataclasses."""
 
     kind: ClassVar[str] = "sparsity"
+
+    def opens_after(self, step: int) -> bool:
+        """Whether masks are reset to all-ones after `step` (pruned weights may regrow)."""
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """Return `{"_type", "_version", "_data"}` (JSON-able)."""
@@ -227,8 +233,77 @@ class NarangRamp(_Schedule):
         return self._update_steps()[-1]
 
 
-Schedule = OneShot | Cubic | NarangRamp
-SCHEDULES: dict[str, type[_Schedule]] = {c.__name__: c for c in (OneShot, Cubic, NarangRamp)}
+@dataclass(frozen=True, kw_only=True)
+class IHT(_Schedule):
+    """Iterative hard thresholding, the middle stage of FastGRNN's LSQ training (seed 002).
+
+    Steps [0, start) train dense; in [start, end) the weights are projected onto their top
+    `density` fraction by magnitude at every step t with t % every == 0 (EdgeML's `trimlevel`),
+    the support staying fixed in between; from `end` on the last support is frozen (sparse
+    retraining). The step before each projection after the first opens the masks (the pruned
+    weights are still zero, so the forward pass is unchanged) so that the projection step's
+    gradient step is dense and the support can change, as in IHT. (While open, the Pruner's
+    `sparsity()` reads 0; the weights still hold the zeros.) Unlike EdgeML's trainer, the optimizer
+    state of pruned weights is zeroed at each projection, as for every prunekit schedule.
+
+    Args:
+        density: the paper's s, the fraction of each tensor KEPT, in (0, 1].
+        start: first step of stage 2 (>= 0).
+        end: first step of stage 3 (> start).
+        every: steps between projections (>= 1; EdgeML uses 15).
+    """
+
+    density: float
+    start: int
+    end: int
+    every: int = 15
+
+    def __post_init__(self) -> None:
+        d = self.density
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 < d <= 1.0:
+            raise PrunekitError(
+                f"density={d!r} must be in (0, 1]: it is the fraction of weights KEPT (the "
+                "paper's s), e.g. density=0.3"
+            )
+        _check_int("start", self.start, 0, 0)
+        _check_int("every", self.every, 1, 15)
+        _check_int("end", self.end, self.start + 1, self.start + 10 * self.every)
+        if not self._projections():
+            raise PrunekitError(
+                f"IHT(start={self.start}, end={self.end}, every={self.every}) never projects: "
+                "put a multiple of every in [start, end)"
+            )
+
+    @classmethod
+    def thirds(cls, density: float, total_steps: int, every: int = 15) -> IHT:
+        """EdgeML's split of `total_steps` into dense / IHT / sparse-retrain thirds."""
+        _check_int("total_steps", total_steps, 3, 300)
+        return cls(density=density, start=total_steps // 3, end=2 * total_steps // 3, every=every)
+
+    def _projections(self) -> range:
+        first = -(-self.start // self.every) * self.every  # the first multiple of every >= start
+        return range(first, self.end, self.every)
+
+    def __call__(self, step: int) -> float:
+        """Return the target sparsity (1 - density) once projections have begun, else 0."""
+        return float(1.0 - self.density) if step >= self._projections()[0] else 0.0
+
+    def should_update(self, step: int) -> bool:
+        """Return whether the weights are projected at `step`."""
+        return step in self._projections()
+
+    def opens_after(self, step: int) -> bool:
+        """Open the masks before every projection except the first (masks are all-ones then)."""
+        return step + 1 in self._projections()[1:]
+
+    @property
+    def last_step(self) -> int:
+        """The last projection step."""
+        return self._projections()[-1]
+
+
+Schedule = OneShot | Cubic | NarangRamp | IHT
+SCHEDULES: dict[str, type[_Schedule]] = {c.__name__: c for c in (OneShot, Cubic, NarangRamp, IHT)}
 
 
 def schedule_from_dict(d: dict[str, Any]) -> Schedule:
