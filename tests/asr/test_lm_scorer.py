@@ -3,7 +3,7 @@ model's own full-sequence log-probabilities; WordLM caches and batches words."""
 
 import pytest
 import torch
-from compact_helpers_asr import compact_transformer, masked_transformer
+from compact_helpers_asr import compact_rnn, compact_transformer, masked_transformer
 
 from prunekit.asr.lm_scorer import ROOT, RNNScorer, WordLM, lm_scorer
 from prunekit.asr.transformer_scorer import TransformerScorer
@@ -37,18 +37,18 @@ def full_logp(model, seq: list[int]) -> float:
     return sum(float(lp[i, t]) for i, t in enumerate(seq))
 
 
-def check_scorer(scorer, model) -> None:
+def check_scorer(scorer, model, atol: float = 1e-4) -> None:
     start = scorer.start()
     scores, states = scorer.advance([start] * 3, HISTORIES)  # one batch, three lengths
     for s, h in zip(scores.tolist(), HISTORIES, strict=True):
-        assert s == pytest.approx(full_logp(model, h), abs=1e-4)
+        assert s == pytest.approx(full_logp(model, h), abs=atol)
     scores, after = scorer.advance(states, WORDS)  # ragged histories x ragged words
     for s, h, w, st in zip(scores.tolist(), HISTORIES, WORDS, after, strict=True):
-        assert s == pytest.approx(full_logp(model, h + w) - full_logp(model, h), abs=1e-4)
+        assert s == pytest.approx(full_logp(model, h + w) - full_logp(model, h), abs=atol)
         assert st.length == 1 + len(h) + len(w)
         with torch.no_grad():
             last = torch.log_softmax(model(torch.tensor([[1, *h, *w]])), -1)[0, -1]
-        torch.testing.assert_close(st.log_probs, last, atol=1e-4, rtol=0)
+        torch.testing.assert_close(st.log_probs, last, atol=atol, rtol=0)
 
 
 def test_transformer_eager_and_runtime_match_forward():
@@ -64,6 +64,16 @@ def test_masked_and_compact_transformers():
     small = compact_transformer(tiny_transformer())
     check_scorer(lm_scorer(small), small)
     check_scorer(lm_scorer(fast_decoder(small)), small)
+
+
+def test_int8_and_csr_compact_models():
+    """Dynamic int8 quantizes activations per call, so a batch shifts scores a little."""
+    small = compact_transformer(tiny_transformer(), int8=True)
+    check_scorer(lm_scorer(fast_decoder(small)), small, atol=1e-2)
+    rnn = compact_rnn(tiny_rnn("lstm"))  # CSR gate matrices (LinearRNN)
+    check_scorer(lm_scorer(rnn), rnn)
+    gru8 = compact_rnn(tiny_rnn("gru"), int8=True)
+    check_scorer(lm_scorer(gru8), gru8, atol=1e-2)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -69,8 +69,8 @@ class BeamConfig:
     """Search settings (see the module docstring)."""
 
     beam_width: int = 16
-    token_min_logp: float = -10.0
-    beam_prune_logp: float = -20.0
+    token_min_logp: float = -5.0  # pyctcdecode's defaults for both thresholds
+    beam_prune_logp: float = -10.0
     end_of_sentence: bool = True
 
     def __post_init__(self) -> None:
@@ -115,6 +115,26 @@ class _Beam:
             self.lm_node, self.ilm_node = parent.lm_node, parent.ilm_node
             self.lm, self.ilm, self.fused = parent.lm, parent.ilm, parent.fused
             self.n_words = parent.n_words
+
+
+class _Next:
+    """The prefixes of the next frame (`out`), built from the current beams."""
+
+    __slots__ = ("index", "old", "out", "texts", "totals")
+
+    def __init__(self, beams: dict[str, _Beam]):
+        self.texts, self.old = list(beams), list(beams.values())
+        self.index = {t: i for i, t in enumerate(self.texts)}
+        self.totals = [logaddexp(b.pb, b.pnb) for b in self.old]
+        self.out: dict[str, _Beam] = {}
+
+    def stay(self, i: int) -> _Beam:
+        """The next-frame entry of current prefix i (same text), created empty on first use."""
+        e = self.out.get(self.texts[i])
+        if e is None:
+            b = self.old[i]
+            e = self.out[self.texts[i]] = _Beam(b.last, b.word, b)
+        return e
 
 
 Frame = tuple[float, float, np.ndarray, np.ndarray]  # blank log p, space log p, letters, log ps
@@ -200,68 +220,56 @@ class CTCBeamSearch:
         """All prefixes one frame later: stays (blank, repeat, extra space), words closed by a
         space (scored by the LMs), and the best `beam_width` letter extensions."""
         p_blank, p_space, ids, logp = frame
-        texts, old = list(beams), list(beams.values())
-        nxt: dict[str, _Beam] = {}
-
-        def stay(i: int) -> _Beam:
-            e = nxt.get(texts[i])
-            if e is None:
-                b = old[i]
-                e = nxt[texts[i]] = _Beam(b.last, b.word, b)
-            return e
-
-        totals = [logaddexp(b.pb, b.pnb) for b in old]
+        nxt = _Next(beams)
         letter_pos = {c: k for k, c in enumerate(ids.tolist())}
         pending = []
-        for i, b in enumerate(old):
+        for i, (text, b) in enumerate(beams.items()):
+            total = nxt.totals[i]
             if p_blank > NEG_INF:
-                e = stay(i)
-                e.pb = logaddexp(e.pb, totals[i] + p_blank)
+                e = nxt.stay(i)
+                e.pb = logaddexp(e.pb, total + p_blank)
             k = letter_pos.get(b.last)
             if k is not None and b.pnb > NEG_INF:  # a repeat without a blank merges
-                e = stay(i)
+                e = nxt.stay(i)
                 e.pnb = logaddexp(e.pnb, b.pnb + float(logp[k]))
             if p_space == NEG_INF:
                 continue
             if not b.word:  # before any word or after a space: text unchanged
-                e = stay(i)
-                e.pnb = logaddexp(e.pnb, totals[i] + p_space)
+                e = nxt.stay(i)
+                e.pnb = logaddexp(e.pnb, total + p_space)
                 continue
-            key = texts[i] + " "  # closes b.word
-            e = nxt.get(key)
-            if e is None and key in beams:
-                e = stay(texts.index(key))
+            key = text + " "  # closes b.word
+            e = nxt.out.get(key)
+            if e is None and key in nxt.index:
+                e = nxt.stay(nxt.index[key])
             if e is None:
-                e = nxt[key] = _Beam(self.space, "", b)
+                e = nxt.out[key] = _Beam(self.space, "", b)
                 e.pending = b.word
                 pending.append(e)
-            e.pnb = logaddexp(e.pnb, totals[i] + p_space)
+            e.pnb = logaddexp(e.pnb, total + p_space)
         if ids.size:
-            self._letters(nxt, beams, texts, old, totals, frame, stay)
+            self._letters(nxt, ids, logp, letter_pos)
         if pending:
             self._score_words(pending)
-        return nxt
+        return nxt.out
 
-    def _letters(self, nxt, beams, texts, old, totals, frame, stay) -> None:
+    def _letters(self, nxt: _Next, ids: np.ndarray, logp: np.ndarray, letter_pos: dict) -> None:
         """Add the letter extensions: merged into existing prefixes where they spell one, else
         only the `beam_width` best (the others cannot survive pruning)."""
-        _, _, ids, logp = frame
+        old = nxt.old
         last = np.array([b.last for b in old])  # (B,)
         from_blank = np.array([b.pb for b in old])  # (B,)
-        contrib = (
-            np.where(last[:, None] == ids[None, :], from_blank[:, None], np.array(totals)[:, None])
-            + logp[None, :]
-        )  # (B, K): log mass into text + letter
-        index = {t: i for i, t in enumerate(texts)}
-        letter_pos = {c: k for k, c in enumerate(ids.tolist())}
+        totals = np.array(nxt.totals)  # (B,)
+        contrib = np.where(last[:, None] == ids[None, :], from_blank[:, None], totals[:, None])
+        contrib = contrib + logp[None, :]  # (B, K): log mass into text + letter
         for j, b in enumerate(old):  # text_j = text_i + letter: merge into text_j's entry
             if not b.word:
                 continue
-            i, k = index.get(texts[j][:-1]), letter_pos.get(b.last)
+            i, k = nxt.index.get(nxt.texts[j][:-1]), letter_pos.get(b.last)
             if i is None or k is None:
                 continue
             if contrib[i, k] > NEG_INF:
-                e = stay(j)
+                e = nxt.stay(j)
                 e.pnb = logaddexp(e.pnb, float(contrib[i, k]))
             contrib[i, k] = NEG_INF
         flat = (contrib + np.array([b.fused for b in old])[:, None]).ravel()  # (B*K,)
@@ -270,9 +278,8 @@ class CTCBeamSearch:
         K, chars = ids.size, self.chars
         for f in top[np.isfinite(flat[top])].tolist():
             i, k = divmod(f, K)
-            c = int(ids[k])
-            b = old[i]
-            e = nxt[texts[i] + chars[c]] = _Beam(c, b.word + chars[c], b)
+            c, b = int(ids[k]), old[i]
+            e = nxt.out[nxt.texts[i] + chars[c]] = _Beam(c, b.word + chars[c], b)
             e.pnb = float(contrib[i, k])
 
     def _score_words(self, beams: list[_Beam]) -> None:
