@@ -163,3 +163,29 @@ def test_bad_input():
 def test_fusion_params_round_trip():
     p = FusionParams(lm_weight=0.5, ilm_weight=0.1, word_bonus=2.0)
     assert FusionParams.from_dict(p.to_dict()) == p
+
+
+def test_no_lm_at_equal_width_never_worse_than_pyctcdecode(caplog):
+    """pyctcdecode's beam slots are (prefix, last unit) pairs, ours prefixes: at the same width
+    ours keeps more prefixes. Where the best texts differ, ours has the higher exact CTC prob."""
+    from pyctcdecode.alphabet import Alphabet
+    from pyctcdecode.decoder import BeamSearchDecoderCTC
+
+    units = CharUnits()
+    with caplog.at_level(logging.ERROR):
+        theirs = BeamSearchDecoderCTC(Alphabet(["", *units.alphabet], False), None)
+    ours = CTCBeamSearch(config=BeamConfig(beam_width=8))
+    wide = CTCBeamSearch(config=BeamConfig(beam_width=256, beam_prune_logp=-30.0))
+    rng = np.random.default_rng(0)
+    same = 0
+    lps = [posteriors(t, rng, noise=1.2, peak=6.0) for t in domain_sentences(30, seed=3)]
+    for lp in lps[20:]:  # utterance 24: pyctcdecode keeps "dogc" over "dog"
+        a = ours.search(lp)[0]
+        b = theirs.decode_beams(lp, beam_width=8, beam_prune_logp=-10.0, token_min_logp=-5.0)[0]
+        if a.text == b[0]:
+            same += 1
+            assert a.ctc >= b[3] - 1e-9  # the same text, at least as much of its mass kept
+            continue
+        exact = {h.text: h.ctc for h in wide.search(lp)}
+        assert exact[a.text] > exact.get(b[0], -np.inf)
+    assert 3 <= same < 10
