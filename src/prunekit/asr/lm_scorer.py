@@ -12,6 +12,10 @@ never needs a second call. Adapters:
   kernels): histories of different lengths in one call, left-padded and masked.
 - `lm_scorer(model)` picks the adapter.
 
+Scores equal the model's own full-sequence log-probabilities to float rounding, except with
+dynamic int8 layers, which quantize activations per call: there the batch a sequence is scored in
+shifts its score slightly (about 1e-3 nats in the tests).
+
 `WordLM(lm, tokenizer)` (word level): log p(word | previous words) is the sum over the word's pieces
 in the LM's own tokenizer, plus log p(<eos> | words) at the end. States live in a trie of word
 histories (`ROOT` = no words yet), so each (history, word) is computed once per utterance, and
