@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from prunekit.errors import PrunekitError
+from prunekit.models.acoustic import AcousticConfig, CTCAcousticModel
 from prunekit.models.rnn_lm import RNNLM, RNNLMConfig
 from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 
@@ -15,6 +16,7 @@ from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 ARCHS: dict[str, tuple[type, type[nn.Module]]] = {
     "transformer": (TransformerLMConfig, TransformerLM),
     "rnn": (RNNLMConfig, RNNLM),
+    "ctc": (AcousticConfig, CTCAcousticModel),
 }
 
 
@@ -23,7 +25,7 @@ def _allowed() -> str:
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Build a model from `{"arch": "transformer" | "rnn", **config_fields}`.
+    """Build a model from `{"arch": "transformer" | "rnn" | "ctc", **config_fields}`.
 
     Raises PrunekitError for a missing or unknown arch and for unknown or invalid fields.
     """
