@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from prunekit.errors import PrunekitError
+from prunekit.models.acoustic import AcousticConfig, CTCAcousticModel
 from prunekit.models.fastgrnn_lm import FastGRNNLM, FastGRNNLMConfig
 from prunekit.models.kws import KWSClassifier, KWSConfig
 from prunekit.models.rnn_lm import RNNLM, RNNLMConfig
@@ -19,6 +20,7 @@ ARCHS: dict[str, tuple[type, type[nn.Module]]] = {
     "rnn": (RNNLMConfig, RNNLM),
     "fastgrnn": (FastGRNNLMConfig, FastGRNNLM),
     "kws": (KWSConfig, KWSClassifier),  # a keyword classifier, not an LM (no vocab_size)
+    "ctc": (AcousticConfig, CTCAcousticModel),
 }
 
 
@@ -27,7 +29,7 @@ def _allowed() -> str:
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Build a model from `{"arch": "transformer" | "rnn" | "fastgrnn" | "kws", **config_fields}`.
+    """Build a model from `{"arch": "transformer" | "rnn" | "fastgrnn" | "kws" | "ctc", **fields}`.
 
     Raises PrunekitError for a missing or unknown arch and for unknown or invalid fields.
     """
