@@ -28,9 +28,9 @@ from prunekit.export import (
     SlicedLinear,
     SparseLinear,
 )
-from prunekit.export.sliced import TiedEmbedding
 from prunekit.export.compact import NEVER_PRUNED, compact
 from prunekit.export.int8_choice import quantize_compact
+from prunekit.export.sliced import TiedEmbedding
 from prunekit.prune import ScopeConfig, finalize
 
 FAST = {"repeats": 2}  # timing-based choices: any outcome is exact, keep them cheap

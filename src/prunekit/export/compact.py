@@ -44,8 +44,7 @@ from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
 from prunekit.export.linear_rnn import CompactRNNLM, LinearRNN
 from prunekit.export.manifest import FORMAT, FORMAT_VERSION
-from prunekit.export.replace import replace_modules
-from prunekit.export.replace import set_module
+from prunekit.export.replace import replace_modules, set_module
 from prunekit.export.shrink import shrink_structures, slice_rows_cols
 from prunekit.export.shrink_channels import shrink_chains, slice_embeddings
 from prunekit.export.size import compact_size_report

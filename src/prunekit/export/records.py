@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase as DynamicRNNBase
 
 from prunekit.errors import PrunekitError
+from prunekit.export import records_torch as rt
 from prunekit.export.fast_dense import OneDnnOffGRU, OneDnnOffLSTM
 from prunekit.export.layers import (
     DenseLinear,
@@ -29,7 +30,6 @@ from prunekit.export.layers import (
     SparseLinear,
     quiet_quantization,
 )
-from prunekit.export import records_torch as rt
 from prunekit.export.linear_rnn import LinearRNN
 from prunekit.export.sliced import (
     LowRankConv,
