@@ -329,7 +329,7 @@ def build(
         }
         _check_plain_keys(expected, plain, "model=")
     layers = _build_layers(records, tensors)
-    _place(model, manifest, layers)
-    if into:  # the caller's own tensors take the exported values
+    if into:  # the caller's own tensors take the exported values (before layers are swapped in)
         model.load_state_dict(dict(plain), strict=False)
+    _place(model, manifest, layers)
     return model.requires_grad_(False).eval()
