@@ -33,7 +33,7 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
     assert main(argv) == 0
     data = json.loads((tmp_path / "foreign_tiny.json").read_text())
     rows = data["models"][0]["rows"]
-    assert list(rows) == ["dense", "structured", "structured+int8"]
+    assert list(rows) == ["dense", "dense_eager", "structured", "structured+int8"]
     assert data["models"][0]["timing"] is None and "machine" in data
     md = (tmp_path / "foreign_tiny.md").read_text()
     assert "not measured" in md and data["command"].startswith("prunekit bench foreign")

@@ -14,7 +14,9 @@ factorized; each also with int8), one-shot magnitude pruning to `sparsity` of th
 - batch-1 speed: decoding (ms/token, after a 64-token context) for the LMs, one utterance for
   the acoustic models, every variant timed interleaved in a seeded random order per repetition
   (`prunekit.bench.latency.interleaved_orders`), medians, 1 thread first; speed-up over the
-  fastest dense path (`fastest_dense` of the same model) measured in the same run.
+  fastest dense path (`fastest_dense` of the same model) measured in the same run. GPT-2 decodes
+  through `prunekit.runtime.gpt2.FastGPT2Decoder` (its dense baseline too); its own eager
+  decoding is timed as `dense_eager` for reference.
 
 Structured pruning gives each model's `consumers` (those prunekit cannot guess); factorized
 pruning leaves the recurrent layers out (no low-rank gates yet).
@@ -108,14 +110,17 @@ def build_variants(
 
 def time_variants(
     sp: Spec,
-    variants: dict[str, nn.Module],
+    variants: dict[str, Any],
     *,
     threads: Sequence[int],
     repeats: int,
     warmup: int,
     seed: int,
 ) -> dict[str, dict[str, Any]]:
-    """{str(threads): {variant: {"median", "p10", "p90", "samples", "speedup"}}} in `sp.unit`."""
+    """{str(threads): {variant: {"median", "p10", "p90", "samples", "speedup"}}} in `sp.unit`.
+
+    `variants` are runners (`sp.runner` of each model); "dense" is the reference.
+    """
     names = list(variants)
     out: dict[str, dict[str, Any]] = {}
     for n in threads:
@@ -154,15 +159,21 @@ def measure_model(
     """Every column of the table for one model (see the module docstring)."""
     sp = spec(name, tiny=tiny)
     variants, rows = build_variants(sp, methods, sparsity, int8, compact_repeats)
+    counted = sp.counted or sp.timed
     with torch.inference_mode():
-        flops = {v: call_flops(m, lambda m=m: sp.timed(m)) for v, m in variants.items()}
+        flops = {v: call_flops(m, lambda m=m: counted(m)) for v, m in variants.items()}
+        runners = {v: sp.runner(m) for v, m in variants.items()}
+    if sp.eager is not None:  # the model's own dense path, for reference, after "dense"
+        runners["dense_eager"] = sp.eager(sp.build())
+        flops["dense_eager"] = flops["dense"]
+        rows = {"dense": rows["dense"], "dense_eager": dict(rows["dense"]), **rows}
     for v, row in rows.items():
         row["flops"] = flops[v]
         row["flop_ratio"] = flops["dense"] / flops[v] if flops[v] else None
     result = {"model": name, "unit": sp.unit, "rows": rows, "timing": None}
     if timing:
         result["timing"] = time_variants(
-            sp, variants, threads=threads, repeats=repeats, warmup=warmup, seed=seed
+            sp, runners, threads=threads, repeats=repeats, warmup=warmup, seed=seed
         )
     return result
 

@@ -1,7 +1,8 @@
 """The four models of `prunekit bench foreign`, none of them built by prunekit.
 
 - `gpt2`: Hugging Face GPT2LMHeadModel from a config (4 x 256, vocabulary 8000, tied lm_head);
-  timed as batch-1 decoding with its own KV cache.
+  timed as batch-1 decoding through `prunekit.runtime.gpt2.FastGPT2Decoder` (dense baseline
+  included), and once more as the dense model's own eager decoding with its KV cache.
 - `lstm`: a user's LM, Embedding + 2 x 512 nn.LSTM + Linear (named `logits`, which prunekit does
   not guess: its consumers are given at prune time and export remembers them); batch-1 decoding.
 - `convgru`: a CTC acoustic model, Conv1d -> BatchNorm -> ReLU twice (stride 2) + 2-layer GRU +
@@ -105,19 +106,25 @@ class Spec:
         name: the model's name in the table.
         build: () -> the dense model (eval mode, seeded weights).
         example: () -> an input batch (B = 2) for the output comparisons.
-        timed: (model) -> one timed sample in ms (per token when decoding, per utterance else).
+        timed: (runner) -> one timed sample in ms (per token when decoding, per utterance else).
         unit: what `timed` measures ("ms/token" or "ms/utterance").
         consumers: `method_args consumers` of structured pruning.
         factorized_exclude: layers factorized pruning must leave out (recurrent layers).
+        runner: (model) -> what `timed` runs (the model itself, or a fast decoder of it).
+        counted: (model) -> the same call run eagerly, for counting FLOPs (default: timed).
+        eager: (dense model) -> an extra dense runner timed for reference (None: none).
     """
 
     name: str
     build: Callable[[], nn.Module]
     example: Callable[[], Tensor]
-    timed: Callable[[nn.Module], float]
+    timed: Callable[[Any], float]
     unit: str
     consumers: dict[str, str] = field(default_factory=dict)
     factorized_exclude: tuple[str, ...] = ()
+    runner: Callable[[nn.Module], Any] = lambda model: model
+    counted: Callable[[nn.Module], Any] | None = None
+    eager: Callable[[nn.Module], Any] | None = None
 
 
 def _ids(vocab: int, shape: tuple[int, int], seed: int = 0) -> Tensor:
@@ -136,13 +143,26 @@ def hf_step(model: nn.Module, ids: Tensor, cache: Any = None) -> tuple[Tensor, A
     return out.logits, new
 
 
-def _decode_hf(model: nn.Module, ids: Tensor, context: int) -> float:
-    """ms per token of one-token steps with a Hugging Face KV cache, after `context` tokens."""
-    _, cache = hf_step(model, ids[:, :context])
+class HFDecoder:
+    """A Hugging Face causal LM decoding with its own KV cache, as init_state / decode_step."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def init_state(self, batch_size: int) -> Any:
+        return None
+
+    def decode_step(self, idx: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return hf_step(self.model, idx, state)
+
+
+def _decode(decoder: Any, ids: Tensor, context: int) -> float:
+    """ms per token of one-token `decode_step`s after a `context`-token prefix (untimed)."""
+    _, state = decoder.decode_step(ids[:, :context], decoder.init_state(ids.shape[0]))
     steps = ids.shape[1] - context
     start = time.perf_counter()
     for i in range(context, ids.shape[1]):
-        _, cache = hf_step(model, ids[:, i : i + 1], cache)
+        _, state = decoder.decode_step(ids[:, i : i + 1], state)
     return (time.perf_counter() - start) * 1e3 / steps
 
 
@@ -170,11 +190,14 @@ def spec(name: str, *, tiny: bool = False, context: int = 64, steps: int = 32) -
     """
     g = torch.Generator().manual_seed(1)
     if name == "gpt2":
+        from prunekit.runtime.gpt2 import FastGPT2Decoder
+
         vocab = 50 if tiny else 8000
         ids = _ids(vocab, (1, context + steps))
         return Spec(
             name, lambda: _seeded(lambda: _gpt2(tiny)), lambda: _ids(vocab, (2, 12), 2),
-            lambda m: _decode_hf(m, ids, context), "ms/token",
+            lambda dec: _decode(dec, ids, context), "ms/token", runner=FastGPT2Decoder,
+            counted=lambda m: _decode(HFDecoder(m), ids, context), eager=HFDecoder,
         )  # fmt: skip
     if name == "lstm":
         vocab, d, layers = (50, 16, 2) if tiny else (8000, 512, 2)
