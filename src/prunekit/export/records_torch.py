@@ -88,7 +88,10 @@ def _norm(meta: Meta, device: str | None = None) -> nn.Module:
     cls = getattr(nn, meta["cls"], None)
     names = ("BatchNorm1d", "BatchNorm2d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm")
     if meta["cls"] not in names or cls is None:
-        raise PrunekitError(f"norm class {meta['cls']!r} is not one of {list(names)}")
+        raise PrunekitError(
+            f"norm class {meta['cls']!r} is not one of {list(names)}: the manifest does not "
+            "match this prunekit; re-export the model"
+        )
     if meta["cls"] == "GroupNorm":
         return cls(meta["num_groups"], meta["channels"], meta["eps"], meta["affine"], device=device)
     return cls(

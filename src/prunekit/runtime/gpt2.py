@@ -134,7 +134,8 @@ class FastGPT2Decoder(nn.Module):
             raise PrunekitError("the GPT-2 runtime is for inference: call model.eval() first")
         if not hasattr(getattr(model, "transformer", None), "h"):
             raise PrunekitError(
-                f"{type(model).__name__} is not a GPT2LMHeadModel: no transformer.h blocks"
+                f"{type(model).__name__} is not a GPT2LMHeadModel (no transformer.h blocks): "
+                "FastGPT2Decoder decodes Hugging Face GPT-2, dense or compact, only"
             )
         self.model = model
         core = GPT2Core(_linears(model))
