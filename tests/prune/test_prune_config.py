@@ -43,7 +43,8 @@ ERRORS = [
     ),
     (
         {"method": "structured", "method_args": {"consumers": ["lm_head"]}},
-        "method_args consumers=['lm_head'] must map RNN module names to Linear module names, "
+        "method_args consumers=['lm_head'] must map module names (an RNN, conv or embedding) to "
+        "the module reading it, "
         "e.g. {'rnn': 'lm_head'}",
     ),
     (

@@ -15,6 +15,7 @@ from prunekit.bench import prune_overhead, train_throughput
 from prunekit.bench.paper_cells import Cell, plan_cells, select
 from prunekit.bench.paper_latency import fill_latency
 from prunekit.bench.paper_spec import load_paper_recipe
+from prunekit.cli.bench_foreign import add_foreign_parser
 from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
 from prunekit.cli.common import add_recipe_args, parse_overrides, recipe_from_args
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_paper_parser(which)
     add_latency_parser(which)
     add_kws_parser(which)
+    add_foreign_parser(which)
     _add_training_bench(
         which,
         "prune-overhead",

@@ -95,7 +95,7 @@ def export_summary(manifest: dict[str, Any], out: Path) -> str:
         elif r["kind"] == "rnn_units":
             kept = ", ".join(str(len(k)) for row in r["kept"] for k in row)
             lines.append(f"  {r['module']}: hidden units kept {kept} of {r['n']} per layer")
-        elif r["kind"] in ("heads", "ffn_units"):
+        elif "kept" in r and "n" in r:  # heads, ffn_units, conv_channels, embedding_cols
             lines.append(f"  {r['module']}: {r['kind']} kept {len(r['kept'])}/{r['n']}")
         else:
             lines.append(

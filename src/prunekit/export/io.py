@@ -26,11 +26,13 @@ from torch import nn
 
 from prunekit.errors import PrunekitError
 from prunekit.export.manifest import (
+    FOREIGN,
     FORMAT,
     FORMAT_VERSION,
     MISMATCH,
     build,
     check_index,
+    class_path,
     layer_records,
     plain_tensors,
     root_name,
@@ -87,30 +89,37 @@ def save_compact(
 ) -> dict[str, Any]:
     """Write `model` (from `compact`) to `folder`/weights.safetensors + manifest.json atomically.
 
+    Any model works: one prunekit builds (TransformerLM / RNNLM family) is rebuilt from its config
+    by `load_compact(folder)`; any other (a Hugging Face model, your own nn.Module) is recorded
+    as "foreign" and loaded into a dense model built the same way,
+    `load_compact(folder, model=...)`.
+
     Args:
-        model: a compact model (TransformerLM / RNNLM family with compact layers).
-        manifest: the dict `compact` returned (its `model_config` is required), or None for a
-            model whose base config `prunekit.models.model_config` can tell.
+        model: a compact model (from `compact`), or any plain model.
+        manifest: the dict `compact` returned, or None.
         folder: the export folder (replaced if it is an earlier export).
 
     Returns:
         The manifest as written.
 
     Raises:
-        PrunekitError: a model the format cannot describe, or a folder holding other files.
+        PrunekitError: a prunekit model with modules its config does not describe, or a folder
+            holding other files.
     """
-    from prunekit.models.registry import model_config
+    from prunekit.models.registry import registered_config
 
     out = copy.deepcopy(dict(manifest or {}))
-    config = out.get("model_config") or model_config(model)
     root = root_name(model)
+    config = (out.get("model_config") or registered_config(model)) if root != FOREIGN else None
     records, tensors = layer_records(model)
     plain = plain_tensors(model, records)
-    _check_plain(config, root, records, plain)
+    if root != FOREIGN:
+        _check_plain(config, root, records, plain)
     tensors = {k: v.detach().contiguous().clone() for k, v in {**tensors, **plain}.items()}
+    attrs = {r["module"]: r["attrs"] for r in out.get("structure") or [] if r.get("attrs")}
     out.update(
         format=FORMAT, format_version=FORMAT_VERSION, model_config=config, root=root,
-        layers=records, tensors=tensor_index(tensors),
+        model_class=class_path(model), attrs=attrs, layers=records, tensors=tensor_index(tensors),
     )  # fmt: skip
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -179,14 +188,25 @@ def _read_weights(folder: Path, manifest: Mapping[str, Any], verify: bool) -> di
         ) from None
 
 
-def load_compact(folder: str | Path, *, verify: bool = True) -> nn.Module:
+def load_compact(
+    folder: str | Path, *, model: nn.Module | None = None, verify: bool = True
+) -> nn.Module:
     """Rebuild a compact model from `folder` (see `save_compact`), in eval mode.
 
     Needs only prunekit.models and the compact layers: no pruning code, no pickle.
 
     Args:
         folder: the export folder.
+        model: the dense model to load into, built the same way as the exported one (required
+            for a model prunekit did not build, e.g. `GPT2LMHeadModel(config)`): its recorded
+            layers are replaced, its other tensors take the exported values, and it is returned.
+            It is left untouched when a check fails.
         verify: also check the weights file's sha256 against the manifest.
+
+    Example:
+        >>> small, manifest = compact(pruned_model)  # doctest: +SKIP
+        >>> save_compact(small, manifest, "out/")  # doctest: +SKIP
+        >>> loaded = load_compact("out/", model=GPT2LMHeadModel(config))  # doctest: +SKIP
 
     Raises:
         PrunekitError: a missing or corrupt file, a truncated weights file, or a manifest that
@@ -198,4 +218,4 @@ def load_compact(folder: str | Path, *, verify: bool = True) -> nn.Module:
     tensors = _read_weights(folder, manifest, verify)
     check_index(manifest["tensors"], tensors)
     with torch.no_grad():
-        return build(manifest, tensors)
+        return build(manifest, tensors, model)

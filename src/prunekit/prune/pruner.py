@@ -143,6 +143,9 @@ class Pruner:
             for a in t.aliases:  # tied tensors: one Mask shared by every alias
                 shared = attach_mask(a.module, a.attr, shared)
             self._masks[t.name] = shared  # type: ignore[assignment]
+            reader = setup.readers.get(t.name.rpartition(".")[0])
+            if reader is not None:
+                shared.reader = reader  # type: ignore[union-attr]
         self._init_statistics()
         self._attached = True
         if optimizer is not None:
