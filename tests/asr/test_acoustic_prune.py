@@ -1,4 +1,4 @@
-"""The pruner and compact export apply to the CTC acoustic model (its Conv2d front-end excepted)."""
+"""The pruner and compact export apply to the CTC acoustic model, Conv2d front-end included."""
 
 import pytest
 import torch
@@ -42,7 +42,8 @@ def test_unstructured_pruning_and_compact_keep_the_masked_outputs(splits, kw):
     assert mask_modules(model)
     w = model.rnn.weight_hh_l1
     assert float((w == 0).float().mean()) == pytest.approx(0.6, abs=0.02)
-    assert float((model.subsample.conv1.weight == 0).float().mean()) == 0.0  # conv not in scope
+    conv = model.subsample.conv2.weight  # convolutions are in the default scope too
+    assert float((conv == 0).float().mean()) == pytest.approx(0.6, abs=0.02)
     masked = _outputs(model, splits["dev"])
     small, manifest = compact(model, repeats=2, sparse="csr")
     assert torch.allclose(_outputs(small, splits["dev"]), masked, atol=1e-4)
@@ -109,3 +110,15 @@ def test_structured_default_scope_prunes_linear_rows_and_rnn_units(splits):
     small, _ = compact(model, repeats=2, sparse="dense")
     assert small.rnn.hidden_size == 16
     assert torch.allclose(_outputs(small, splits["dev"]), masked, atol=1e-4)
+
+
+def test_a_compact_acoustic_model_saves_and_loads_without_a_model_object(splits, tmp_path):
+    from prunekit.export import load_compact, save_compact
+
+    model = _model()
+    cfg = PruneConfig(method="structured", schedule=OneShot(sparsity=0.5), scope=RNN_ONLY)
+    prune_(model, cfg)
+    small, manifest = compact(model, repeats=2)
+    save_compact(small, manifest, tmp_path / "am")
+    loaded = load_compact(tmp_path / "am").eval()
+    assert torch.equal(_outputs(loaded, splits["dev"]), _outputs(small, splits["dev"]))

@@ -36,6 +36,7 @@ from prunekit.export.linear_rnn import CompactRNNLM
 from prunekit.export.quantize import QuantizedRNNLM
 from prunekit.export.records import BY_KIND, Placeholder, dtype_name, handler_for
 from prunekit.export.replace import set_module
+from prunekit.models.acoustic import CTCAcousticModel
 from prunekit.models.registry import build_model
 from prunekit.models.rnn_lm import RNNLM
 from prunekit.models.transformer_lm import TransformerLM
@@ -47,6 +48,7 @@ ROOTS: dict[str, type[nn.Module]] = {
     "RNNLM": RNNLM,
     "CompactRNNLM": CompactRNNLM,
     "QuantizedRNNLM": QuantizedRNNLM,
+    "CTCAcousticModel": CTCAcousticModel,
 }
 MISMATCH = "the manifest does not match its weights; re-export the model"
 
