@@ -4,7 +4,9 @@ The plan is a pure function of the `SpeechConfig` and the text corpus, so it can
 a cache key before anything is synthesized. Texts: train utterances from the LM corpus's train
 split, dev from its valid split, test from its test split (`audio.transcripts` cuts them).
 Voices: speakers matching `SpeechConfig.unseen_voices` never speak in train or dev; half of the
-test utterances are spoken by them (`unseen=True`), half by training speakers.
+test utterances are spoken by them, half by the other speakers. A test utterance is marked
+`unseen` when its speaker says nothing in train (all held-out speakers, and in a tiny corpus
+any other speaker that happened not to be drawn for training).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prunekit.audio.augment import Augmentation
 from prunekit.audio.speech_config import AugmentConfig, SpeechConfig
@@ -148,8 +150,9 @@ def plan_synthetic(corpus_texts: dict[str, str], cfg: SpeechConfig) -> list[Plan
                     aug,
                 )
             )
-    plan += _plan_babble(unused_train, seen, cfg.seed)
-    return plan
+    heard = {u.voice.split("@")[0] for u in plan if u.split == "train"}
+    plan = [replace(u, unseen=u.voice.split("@")[0] not in heard) for u in plan]
+    return plan + _plan_babble(unused_train, seen, cfg.seed)
 
 
 def _plan_babble(texts: list[str], seen: VoicePool, seed: int) -> list[PlannedUtterance]:

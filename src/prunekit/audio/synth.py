@@ -263,9 +263,29 @@ def synthesize(text: str, voice: Voice, *, sample_rate: int = SAMPLE_RATE) -> to
         return load_audio(out, sample_rate, warn=False)
 
 
+VOICE_PACKAGES = {
+    "espeak-ng": ("espeak-ng-data",),
+    "flite": ("flite",),
+    "festival": ("festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts", "festlex-cmu"),
+}
+"""Debian packages holding each engine's voices and lexicons (their versions key the cache)."""
+
+
+def _package_version(package: str) -> str:
+    if shutil.which("dpkg-query") is None:
+        return "unknown"
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or "missing"
+
+
 @functools.cache
 def engine_versions() -> dict[str, str]:
-    """Each engine's version line ("missing" if not installed): part of corpus cache keys."""
+    """Each engine's version line and its voice packages' versions ("missing" if not installed).
+
+    Part of the synthetic corpus's cache key: another synthesizer version renders other audio.
+    """
     out = {}
     for engine in ENGINES:
         if shutil.which(engine) is None:
@@ -273,7 +293,7 @@ def engine_versions() -> dict[str, str]:
             continue
         proc = subprocess.run([engine, "--version"], capture_output=True, text=True)
         lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-        out[engine] = next(
-            (ln for ln in lines if "version" in ln.lower()), lines[0] if lines else ""
-        )
+        line = next((ln for ln in lines if "version" in ln.lower()), lines[0] if lines else "")
+        packages = "; ".join(f"{p} {_package_version(p)}" for p in VOICE_PACKAGES[engine])
+        out[engine] = f"{line} | {packages}"
     return out
