@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,9 +53,17 @@ def _load_babble(babble_paths: list[Path]) -> None:
     _BABBLE[:] = [load_audio(p) for p in babble_paths]
 
 
-def _init_worker(babble_paths: list[Path]) -> None:
+def _init_worker(babble_paths: list[Path], parent: int) -> None:
     torch.set_num_threads(1)
     _load_babble(babble_paths)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the building process is gone (killed builds leave no orphans)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class _Clock:
@@ -89,7 +99,7 @@ def _run_pool(
             done()
         return
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (babble,)) as pool:
+    with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (babble, os.getpid())) as pool:
         futures = [pool.submit(_render_to, utt, root) for utt in pending]
         try:
             for future in cf.as_completed(futures):

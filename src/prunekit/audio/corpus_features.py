@@ -28,7 +28,7 @@ from prunekit.audio.wav import SAMPLE_RATE, read_wav
 
 log = logging.getLogger(__name__)
 
-FEATURE_VERSION = "logmel-1"
+FEATURE_VERSION = "logmel-2"
 
 
 def features_dir(corpus: SpeechCorpus, fe: LogMel) -> Path:

@@ -97,6 +97,8 @@ class LogMel(nn.Module):
         x = wave.reshape(-1, wave.shape[-1]).to(torch.float32)  # (B, T)
         if x.shape[-1] < self.win:
             x = nn.functional.pad(x, (0, self.win - x.shape[-1]))
+        side = (self.n_fft - self.win) // 2  # stft centres the window in n_fft: frame t then
+        x = nn.functional.pad(x, (side, self.n_fft - self.win - side))  # holds x[t*hop : t*hop+win]
         spec = torch.stft(
             x,
             n_fft=self.n_fft,

@@ -24,7 +24,8 @@ from prunekit.data.spoken import spoken_form
 from prunekit.errors import PrunekitError
 
 BABBLE_CLIPS = 12
-"""Utterances rendered (from unused train texts, by training speakers) to make babble noise from."""
+"""Utterances rendered (from unused train texts, by training speakers) to make babble noise from
+(fewer for a small corpus: one per 50 training utterances, at least 2)."""
 
 SPLITS = {"train": "train", "dev": "valid", "test": "test"}
 """Speech split -> the text corpus split its transcripts come from."""
@@ -152,13 +153,16 @@ def plan_synthetic(corpus_texts: dict[str, str], cfg: SpeechConfig) -> list[Plan
             )
     heard = {u.voice.split("@")[0] for u in plan if u.split == "train"}
     plan = [replace(u, unseen=u.voice.split("@")[0] not in heard) for u in plan]
-    return plan + _plan_babble(unused_train, seen, cfg.seed)
+    clips = min(BABBLE_CLIPS, max(2, cfg.train_utterances // 50))
+    return plan + _plan_babble(unused_train, seen, cfg.seed, clips)
 
 
-def _plan_babble(texts: list[str], seen: VoicePool, seed: int) -> list[PlannedUtterance]:
+def _plan_babble(
+    texts: list[str], seen: VoicePool, seed: int, clips: int
+) -> list[PlannedUtterance]:
     """Clips of train-split text no utterance uses, by training speakers: babble noise material."""
     rng = random.Random(f"{seed}-babble")
-    picked = rng.sample(texts, min(BABBLE_CLIPS, len(texts)))
+    picked = rng.sample(texts, min(clips, len(texts)))
     return [
         PlannedUtterance(
             f"babble-{i:02d}", "babble", spoken_form(t), synth_text(t), seen.draw(rng).id, False

@@ -22,6 +22,7 @@ _DASHES = re.compile(r"[-\u2010-\u2015_/]+")
 _NOT_SPOKEN = re.compile(r"[^a-z0-9' .,;:!?]+")
 _INNER_PUNCTUATION = re.compile(r"[.,;:!?]+(?=[a-z0-9'])")
 _NUMBER = re.compile(r"\d+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" ([.,;:!?])")
 _CLAUSE_END = re.compile(r"(?<=[.,;:!?])\s+")
 _ENDS_CLAUSE = re.compile(r"[.;:!?]['\"\u2019)\]]*$")
 
@@ -37,7 +38,7 @@ def synth_text(text: str) -> str:
     text = _NOT_SPOKEN.sub("", text)
     text = _INNER_PUNCTUATION.sub("", text)  # "1,000" or "14:24": one number, as in spoken_form
     text = _NUMBER.sub(lambda m: f" {number_words(int(m.group()))} ", text)
-    return " ".join(text.split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(text.split()))
 
 
 def _n_words(text: str) -> int:

@@ -57,7 +57,7 @@ def _read_pcm_wav(path: Path) -> tuple[np.ndarray, int, int]:
 
 
 def _convert_with_sox(path: Path, why_not_wav: str) -> tuple[np.ndarray, int, int]:
-    """Decode any format sox reads (flac, float wav, ...) through a temporary 32-bit PCM wav."""
+    """Decode any format sox reads (flac, float or 24-bit wav, ...) through a 16-bit PCM wav."""
     if shutil.which("sox") is None:
         raise PrunekitError(
             f"{path} is not PCM wav ({why_not_wav}) and sox is not installed to decode it: "
@@ -66,7 +66,7 @@ def _convert_with_sox(path: Path, why_not_wav: str) -> tuple[np.ndarray, int, in
     with tempfile.TemporaryDirectory(prefix="prunekit-sox-") as tmp:
         out = Path(tmp) / "audio.wav"
         proc = subprocess.run(
-            ["sox", str(path), "-e", "signed-integer", "-b", "32", str(out)],
+            ["sox", str(path), "-e", "signed-integer", "-b", "16", str(out)],
             capture_output=True,
             text=True,
         )
