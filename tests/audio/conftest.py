@@ -16,6 +16,7 @@ def tiny_speech_cfg(tiny_corpus) -> SpeechConfig:
         dev_utterances=2,
         test_utterances=4,
         max_words=12,
+        engines={"espeak-ng": 1.0, "flite": 1.0},  # the fast engines (test_synth covers festival)
         workers=1,
         n_mels=40,
     )

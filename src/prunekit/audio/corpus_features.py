@@ -42,7 +42,8 @@ def features_dir(corpus: SpeechCorpus, fe: LogMel) -> Path:
 
 def feature_settings(fe: LogMel) -> dict[str, Any]:
     """The settings that decide a LogMel's output."""
-    return {"n_mels": fe.n_mels, "win": fe.win, "hop": fe.hop, "n_fft": fe.n_fft}
+    names = ("n_mels", "win", "hop", "n_fft", "sample_rate", "fmin", "fmax", "eps")
+    return {name: getattr(fe, name) for name in names}
 
 
 def _featurize(

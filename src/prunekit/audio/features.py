@@ -79,6 +79,7 @@ class LogMel(nn.Module):
     ) -> None:
         super().__init__()
         self.n_mels, self.sample_rate, self.eps = n_mels, sample_rate, eps
+        self.fmin, self.fmax = fmin, sample_rate / 2 if fmax is None else fmax
         self.win = round(win_ms * sample_rate / 1000)
         self.hop = round(hop_ms * sample_rate / 1000)
         self.n_fft = 1 << (self.win - 1).bit_length()

@@ -152,7 +152,10 @@ def plan_synthetic(corpus_texts: dict[str, str], cfg: SpeechConfig) -> list[Plan
                 )
             )
     heard = {u.voice.split("@")[0] for u in plan if u.split == "train"}
-    plan = [replace(u, unseen=u.voice.split("@")[0] not in heard) for u in plan]
+    plan = [
+        replace(u, unseen=u.voice.split("@")[0] not in heard) if u.split == "test" else u
+        for u in plan
+    ]
     clips = min(BABBLE_CLIPS, max(2, cfg.train_utterances // 50))
     return plan + _plan_babble(unused_train, seen, cfg.seed, clips)
 

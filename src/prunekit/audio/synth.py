@@ -198,38 +198,38 @@ def check_voice(voice: Voice) -> None:
     )
 
 
+def _espeak_command(voice: Voice) -> list[str]:
+    name = voice.name + (f"+{voice.variant}" if voice.variant else "")
+    speed, pitch = round(ESPEAK_WPM * voice.rate), min(99, round(50 * voice.pitch))
+    return ["espeak-ng", "-v", name, "-s", str(speed), "-p", str(pitch)]
+
+
+def _flite_command(voice: Voice) -> list[str]:
+    cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.rate:.4f}"]
+    base = FLITE_VOICES.get(voice.name)
+    if base is not None:
+        cmd += ["--setf", f"int_f0_target_mean={base * voice.pitch:.1f}"]
+    return cmd
+
+
+def _festival_command(voice: Voice) -> list[str]:
+    select, _, base = FESTIVAL_VOICES[voice.name]
+    if base is None:  # HTS: hts_engine's own speed option
+        rate = f'(set! hts_engine_params (append hts_engine_params \'(("-r" {voice.rate:.4f}))))'
+        return ["text2wave", "-eval", f"({select})", "-eval", rate]
+    stretch = f"(Parameter.set 'Duration_Stretch {1 / voice.rate:.4f})"
+    f0 = f"(target_f0_mean {base * voice.pitch:.1f}) (target_f0_std {14.0 * voice.pitch:.1f})"
+    pitch = f"(set! int_lr_params '({f0} (model_f0_mean 170) (model_f0_std 34)))"
+    return ["text2wave", "-eval", f"({select})", "-eval", stretch, "-eval", pitch]
+
+
 def _command(voice: Voice, text_file: Path, out: Path) -> list[str]:
     """The engine's command line that reads `text_file` and writes a wav to `out`."""
     if voice.engine == "espeak-ng":
-        name = voice.name + (f"+{voice.variant}" if voice.variant else "")
-        speed, pitch = round(ESPEAK_WPM * voice.rate), round(50 * voice.pitch)
-        return ["espeak-ng", "-v", name, "-s", str(speed), "-p", str(min(99, pitch))] + [
-            "-w",
-            str(out),
-            "-f",
-            str(text_file),
-        ]
+        return _espeak_command(voice) + ["-w", str(out), "-f", str(text_file)]
     if voice.engine == "flite":
-        cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.rate:.4f}"]
-        base = FLITE_VOICES.get(voice.name)
-        if base is not None:
-            cmd += ["--setf", f"int_f0_target_mean={base * voice.pitch:.1f}"]
-        return cmd + ["-f", str(text_file), "-o", str(out)]
-    select, _, base = FESTIVAL_VOICES[voice.name]
-    cmd = ["text2wave", "-eval", f"({select})"]
-    if base is None:  # HTS: the engine's own speed option
-        cmd += [
-            "-eval",
-            f'(set! hts_engine_params (append hts_engine_params \'(("-r" {voice.rate:.4f}))))',
-        ]
-    else:
-        cmd += ["-eval", f"(Parameter.set 'Duration_Stretch {1 / voice.rate:.4f})"]
-        f0, std = base * voice.pitch, 14.0 * voice.pitch
-        cmd += [
-            "-eval",
-            f"(set! int_lr_params '((target_f0_mean {f0:.1f}) (target_f0_std {std:.1f}) (model_f0_mean 170) (model_f0_std 34)))",
-        ]
-    return cmd + [str(text_file), "-o", str(out)]
+        return _flite_command(voice) + ["-f", str(text_file), "-o", str(out)]
+    return _festival_command(voice) + [str(text_file), "-o", str(out)]
 
 
 def synthesize(text: str, voice: Voice, *, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
