@@ -24,6 +24,7 @@ from prunekit.audio.augment import apply_augmentation
 from prunekit.audio.plan import PlannedUtterance
 from prunekit.audio.synth import Voice, synthesize
 from prunekit.audio.wav import load_audio, write_wav
+from prunekit.export.timing import num_threads
 
 PEAK = 0.9
 """Synthesized speech is scaled to this peak before augmentation."""
@@ -94,9 +95,10 @@ def _run_pool(
 ) -> None:
     if workers == 1:
         _load_babble(babble)
-        for utt in pending:
-            _render_to(utt, root)
-            done()
+        with num_threads(1):
+            for utt in pending:
+                _render_to(utt, root)
+                done()
         return
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (babble, os.getpid())) as pool:
