@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from prunekit.audio.speech_config import SpeechConfig
 from prunekit.errors import PrunekitError
 
 
@@ -23,6 +24,15 @@ class DataConfig(_Strict):
     tokenizer: Literal["sentencepiece", "word"] = "sentencepiece"
     vocab_size: int = Field(2000, ge=0)  # word: 0 = unlimited
     spm_model_type: Literal["unigram", "bpe"] = "unigram"
+    text: Literal["raw", "spoken"] = "raw"  # spoken: as a recognizer emits it (for fusion LMs)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """Leave `text` out while it is "raw", so recipes dumped before it existed compare equal."""
+        out = handler(self)
+        if self.text == "raw":
+            out.pop("text", None)
+        return out
 
 
 class TrainConfig(_Strict):
@@ -82,6 +92,7 @@ class RunConfig(_Strict):
     model: dict[str, Any] = Field(default_factory=lambda: {"arch": "transformer"})
     train: TrainConfig = TrainConfig()
     prune: list[PruneSection] = Field(default_factory=list)
+    speech: SpeechConfig = SpeechConfig()
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ class LMData:
 
 def prepare_data(cfg: RunConfig) -> LMData:
     """Load the recipe's corpus and tokenize it (tokenizer trained on train only, cached)."""
-    corpus = load_corpus(cfg.data.corpus)
+    corpus = load_corpus(cfg.data.corpus, text=cfg.data.text)
     tok = build_tokenizer(
         cfg.data.tokenizer,
         corpus.train,
