@@ -14,6 +14,7 @@ from prunekit.config import RunConfig
 from prunekit.machine import machine_info
 from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress
+from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
 from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table
@@ -33,13 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_all(cfg: RunConfig, out: Path, *, resume: bool = True) -> dict[str, Any]:
     """Baseline, then every prune section; returns {"baseline": metrics, "compressed": rows}."""
     data = prepare_data(cfg)
-    check_sections(cfg, build_lm(cfg, data.tokenizer.vocab_size))  # bad sections fail first
+    model = build_lm(cfg, data.tokenizer.vocab_size)
+    check_sections(cfg, model)  # bad sections fail first
+    check_lowrank(cfg, model)
     baseline = train_baseline(cfg, out / "baseline", resume=resume)
     rows: list[dict[str, Any]] = []
     if cfg.prune:
         best = out / "baseline" / "checkpoints" / "best"
         for section in cfg.prune:
             rows += compress(cfg, section, best, data, out / "prune" / section.name)
+    for lowrank in cfg.lowrank:  # seed 000: trains from scratch, no baseline needed
+        rows += lowrank_lm(cfg, lowrank, data, out / "lowrank" / lowrank.name)
     return {"baseline": baseline, "compressed": rows}
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prunekit.errors import PrunekitError
+from prunekit.lowrank.config import LowRankSection
 
 
 class _Strict(BaseModel):
@@ -82,6 +83,7 @@ class RunConfig(_Strict):
     model: dict[str, Any] = Field(default_factory=lambda: {"arch": "transformer"})
     train: TrainConfig = TrainConfig()
     prune: list[PruneSection] = Field(default_factory=list)
+    lowrank: list[LowRankSection] = Field(default_factory=list)  # seed 000, prunekit.lowrank
 
 
 def _describe(err: dict[str, Any]) -> str:

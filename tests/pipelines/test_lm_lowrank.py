@@ -1,0 +1,39 @@
+"""A recipe's `lowrank:` sections on its LSTM LM: both stages, perplexities, honest sizes."""
+
+import pytest
+
+from prunekit.config import parse_recipe
+from prunekit.errors import PrunekitError
+from prunekit.pipelines.lm_baseline import build_lm, prepare_data
+from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
+
+
+def _cfg(tiny_corpus, tiny_recipe, **lowrank):
+    raw = tiny_recipe(tiny_corpus, steps=6, eval_every=6)
+    raw["model"] = {"arch": "rnn", "cell": "lstm", "d_embed": 16, "d_hidden": 16, "n_layer": 1}
+    section = {"name": "tn", "lambda_rec": [0.0, 1e-3], "lambda_nonrec": 1e-3,
+               "thresholds": [0.5], "stage2_steps": 3, "nu_every": 3, **lowrank}  # fmt: skip
+    return parse_recipe({**raw, "lowrank": [section]})
+
+
+def test_lowrank_lm_rows_for_every_grid_point(tiny_corpus, tiny_recipe, tmp_path):
+    cfg = _cfg(tiny_corpus, tiny_recipe)
+    data = prepare_data(cfg)
+    rows = lowrank_lm(cfg, cfg.lowrank[0], data, tmp_path, progress=False)
+    assert [r["variant"] for r in rows] == [
+        "tn-rec0-nonrec0.001@0.5",
+        "tn-rec0.001-nonrec0.001@0.5",
+    ]
+    for r in rows:
+        assert r["valid_ppl"] > 1 and r["test_ppl"] > 1
+        assert r["effective_params"] == r["params"] < r["dense_params"]
+        assert 0 < r["size_fraction"] < 1 and r["section"] == "tn"
+        assert r["sparse_flops_per_token"] == r["flops_per_token"] < r["dense_flops_per_token"]
+    assert (tmp_path / "tn-rec0-nonrec0.001" / "stage1" / "nu.json").is_file()
+
+
+def test_check_lowrank_rejects_a_scope_before_training(tiny_corpus, tiny_recipe):
+    cfg = _cfg(tiny_corpus, tiny_recipe, scope={"include": ["nothing.*"]})
+    data = prepare_data(cfg)
+    with pytest.raises(PrunekitError, match="scope.include pattern 'nothing.\\*' matches no"):
+        check_lowrank(cfg, build_lm(cfg, data.tokenizer.vocab_size))
