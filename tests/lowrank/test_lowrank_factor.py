@@ -25,8 +25,7 @@ from prunekit.lowrank import (
 from prunekit.models import build_model
 from prunekit.prune import OneShot, PruneConfig, prune_
 from prunekit.prune.scope import ScopeConfig
-
-from .standins import Stack
+from rnn_standins import Stack
 
 
 @pytest.mark.parametrize(

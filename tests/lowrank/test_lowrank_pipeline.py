@@ -11,8 +11,7 @@ from prunekit.config import TrainConfig
 from prunekit.lowrank import LowRankSection, factors
 from prunekit.pipelines.lowrank import run_lowrank
 from prunekit.train.trainer import Trainer
-
-from .standins import SeqTask, Stack
+from rnn_standins import SeqTask, Stack
 
 TRAIN = TrainConfig(steps=12, lr=0.02, warmup_steps=2, eval_every=6, checkpoint_every=2,
                     log_every=2, weight_decay=0.01)  # fmt: skip

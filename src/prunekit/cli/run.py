@@ -15,6 +15,7 @@ from prunekit.machine import machine_info
 from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress
 from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
+from prunekit.pipelines.lm_narang import check_narang
 from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table
@@ -37,6 +38,7 @@ def run_all(cfg: RunConfig, out: Path, *, resume: bool = True) -> dict[str, Any]
     model = build_lm(cfg, data.tokenizer.vocab_size)
     check_sections(cfg, model)  # bad sections fail first
     check_lowrank(cfg, model)
+    check_narang(cfg, model)
     baseline = train_baseline(cfg, out / "baseline", resume=resume)
     rows: list[dict[str, Any]] = []
     if cfg.prune:
