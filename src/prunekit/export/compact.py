@@ -5,6 +5,8 @@ Steps, on a deep copy (the input may have prunekit masks attached or be finalize
 1. masks are baked in (`prunekit.prune.finalize`);
 2. factorized layers keep their unmasked ranks k: two thin matmuls (`LowRankLinear`,
    `LowRankEmbedding`, singular values folded into U) when k (a + b) < a b, else one dense matrix;
+   trace-norm / SVD factored matrices (`prunekit.lowrank`, W = U V) likewise, LSTM / GRU gate
+   stacks inside a `LinearRNN` / `BiLinearRNN` (`prunekit.export.lowrank_rnn`);
 3. structured pruning is made physical (`prunekit.export.shrink`): heads, FFN units and gate-aware
    LSTM/GRU units that nothing reads are removed, with the next layer's input and the consumer's
    columns; other Linears with zero rows/columns become `SlicedLinear`;
@@ -36,6 +38,7 @@ from prunekit.export.fast_dense import DenseLayout, fastest_dense
 from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
 from prunekit.export.linear_rnn import CompactRNNLM, LinearRNN
+from prunekit.export.lowrank_rnn import convert_lowrank, has_lowrank
 from prunekit.export.manifest import FORMAT, FORMAT_VERSION
 from prunekit.export.replace import replace_modules
 from prunekit.export.shrink import set_module, shrink_structures, slice_rows_cols
@@ -59,6 +62,8 @@ Record = dict[str, Any]
 def is_pruned(model: nn.Module) -> bool:
     """True if `model` has prunekit masks, factorized layers, or zeros in a Linear/RNN weight."""
     if mask_modules(model) or any(isinstance(m, FACTORIZED_TYPES) for m in model.modules()):
+        return True
+    if has_lowrank(model):
         return True
     for m in model.modules():
         if isinstance(m, nn.Linear | nn.RNNBase):
@@ -277,6 +282,7 @@ def compact(
     config = _base_config(model)
     cold = outgrows_cache(model) if cold is None else cold
     new = finalize(copy.deepcopy(model)).eval()
+    lowrank = convert_lowrank(new)
     factorized = convert_factorized(new)
     structure = shrink_structures(new, consumers) + slice_rows_cols(new)
     new = fastest_dense(
@@ -304,6 +310,7 @@ def compact(
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config,
         "pruned": pruned, "options": options, "structure": structure, "factorized": factorized,
+        "lowrank": lowrank,
         "choices": choices, "int8_choices": int8_choices, "summary": summarize(new, config),
     }  # fmt: skip
     return new.eval(), manifest
