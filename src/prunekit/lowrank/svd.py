@@ -69,6 +69,18 @@ def variance_plan(matrices: list[Matrix], fraction: float) -> dict[str, int]:
     return plan
 
 
+def fraction_plan(matrices: list[Matrix], fraction: float) -> dict[str, int]:
+    """{name: r} keeping `fraction` of each matrix's parameters: r = max(1, floor(f m n / (m + n)))
+    (matrices where that is not smaller than m n are left out, i.e. stay dense)."""
+    plan = {}
+    for mat in matrices:
+        m, n = mat.shape
+        r = max(1, int(fraction * m * n / (m + n)))
+        if r * (m + n) < m * n:
+            plan[mat.name] = r
+    return plan
+
+
 def nu(w: Tensor) -> float:
     """nu(W) = (|W|_* / |W|_F - 1) / (sqrt(d) - 1), d = min(m, n): 0 iff rank 1, 1 iff all
     singular values are equal (full rank). 0 for a zero matrix or d = 1."""
