@@ -123,3 +123,23 @@ def test_lowrank_recipe_section_and_grid():
         parse_recipe({"lowrank": [{"name": "x", "lambda_rec": -1}]})
     with pytest.raises(PrunekitError, match="recipe key 'lowrank.0.regularizer'"):
         parse_recipe({"lowrank": [{"name": "x", "regularizer": "l1"}]})
+
+
+def test_pareto_front_table_and_plots(tmp_path):
+    from prunekit.lowrank.report import lowrank_markdown, pareto_front, plot_nu, plot_pareto
+
+    assert pareto_front([(10, 1.0), (20, 0.5), (15, 1.2), (20, 0.5), (5, 2.0)]) == [
+        True, True, False, True, True
+    ]  # fmt: skip
+    rows = [
+        {"variant": f"{reg}@{t}", "regularizer": reg, "lambda_rec": 1e-4, "lambda_nonrec": 0.0,
+         "threshold": t, "params": p, "dense_params": 100, "valid_loss": e}
+        for reg, t, p, e in [("tracenorm", 0.8, 30, 2.0), ("tracenorm", 0.9, 50, 1.5),
+                             ("l2", 0.8, 40, 2.1), ("l2", 0.9, 60, 1.4)]
+    ]  # fmt: skip
+    md = lowrank_markdown(rows)
+    assert md.splitlines()[2].startswith("| tracenorm@0.8 | tracenorm | 0.0001 | 0 | 0.8 | 30 |")
+    assert "| l2@0.8 | l2 | 0.0001 | 0 | 0.8 | 40 | 40.0 % | 2.1 | yes |  |" in md
+    plot_pareto(rows, tmp_path / "p.png", dense=(100, 1.3))
+    plot_nu([{"step": 0, "nu": {"a": 0.9}}, {"step": 5, "nu": {"a": 0.5}}], tmp_path / "n.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "n.png").is_file()

@@ -37,3 +37,17 @@ def test_check_lowrank_rejects_a_scope_before_training(tiny_corpus, tiny_recipe)
     data = prepare_data(cfg)
     with pytest.raises(PrunekitError, match="scope.include pattern 'nothing.\\*' matches no"):
         check_lowrank(cfg, build_lm(cfg, data.tokenizer.vocab_size))
+
+
+def test_prunekit_run_reports_the_lowrank_front(tiny_corpus, tiny_recipe, tmp_path):
+    from prunekit.cli.run import run_all, write_report
+
+    cfg = _cfg(tiny_corpus, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5, 0.9])
+    result = run_all(cfg, tmp_path)
+    low = [r for r in result["compressed"] if "regularizer" in r]
+    assert [r["threshold"] for r in low] == [0.5, 0.9]
+    write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Low rank (seed 000)" in report and "| tn@0.5 | tracenorm |" in report
+    assert (tmp_path / "lowrank_pareto.png").is_file()
+    assert (tmp_path / "lowrank" / "tn" / "tn" / "stage1" / "nu.png").is_file()

@@ -11,6 +11,7 @@ from typing import Any
 from prunekit.atomic import write_json, write_text
 from prunekit.cli.common import add_recipe_args, recipe_from_args
 from prunekit.config import RunConfig
+from prunekit.lowrank.report import lowrank_markdown, plot_pareto
 from prunekit.machine import machine_info
 from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress
@@ -65,6 +66,12 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         )
         text += "\n## Compressed models\n\n" + compression_table(base, rows)
         text += "\n![perplexity vs size](ppl_vs_size.png)\n"
+        low = [r for r in rows if "regularizer" in r]  # seed 000 stage-2 rows
+        if low:
+            plot_pareto(low, out / "lowrank_pareto.png", metric="valid_ppl",
+                        dense=(base["params"], base["valid_ppl"]))  # fmt: skip
+            text += "\n## Low rank (seed 000)\n\n" + lowrank_markdown(low, "valid_ppl")
+            text += "\n![low rank Pareto front](lowrank_pareto.png)\n"
     write_text(out / "report.md", text)
 
 

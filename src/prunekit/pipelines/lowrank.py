@@ -5,7 +5,7 @@
 `model` is the untrained model (kept as a template: every stage works on a deep copy), `task` any
 `prunekit.train.Task` (an LM's `LMTask`, a CTC task, ...). Layout of `out`:
 
-    stage1/            checkpoints/{last,best}, nu.json, result.json
+    stage1/            checkpoints/{last,best}, nu.json (+ nu.png), result.json
     stage2-<t>/        plan.json (the ranks), checkpoints/{last,best}, result.json
 
 Stage 1 trains the model with every selected matrix factored at full rank (W = U V) and the trace
@@ -43,6 +43,7 @@ from prunekit.lowrank.factor import (
     select_matrices,
     unfactor,
 )
+from prunekit.lowrank.report import plot_nu
 from prunekit.lowrank.svd import check_fraction, variance_plan
 from prunekit.lowrank.tracenorm import L2, NuLogger, RegularizedTask, TraceNorm
 from prunekit.prune.size import count_params
@@ -136,6 +137,7 @@ def run_stage1(
     }
     if world.is_main:
         write_json(out / "nu.json", {"every": section.nu_every, "rows": nu_log.rows})
+        plot_nu(nu_log.rows, out / "nu.png")
         write_json(out / "result.json", result)
     barrier(world)
     return _as_json(result)
