@@ -51,3 +51,23 @@ def test_prunekit_run_reports_the_lowrank_front(tiny_corpus, tiny_recipe, tmp_pa
     assert "## Low rank (seed 000)" in report and "| tn@0.5 | tracenorm |" in report
     assert (tmp_path / "lowrank_pareto.png").is_file()
     assert (tmp_path / "lowrank" / "tn" / "tn" / "stage1" / "nu.png").is_file()
+
+
+def test_a_stage2_checkpoint_exports_compact(tiny_corpus, tiny_recipe, tmp_path):
+    import torch
+
+    from prunekit.cli.export import load_pruned
+    from prunekit.cli.main import main
+    from prunekit.export import LowRankLinear, load_compact
+
+    cfg = _cfg(tiny_corpus, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5])
+    data = prepare_data(cfg)
+    lowrank_lm(cfg, cfg.lowrank[0], data, tmp_path, progress=False)
+    ckpt = tmp_path / "tn" / "stage2-0.5" / "checkpoints" / "best"
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "x"), "--repeats", "2"]) == 0
+    model, _ = load_pruned(ckpt)
+    fast = load_compact(tmp_path / "x")
+    assert any(isinstance(m, LowRankLinear) for m in fast.rnn.modules())
+    idx = data.valid[:24].reshape(2, 12)
+    with torch.no_grad():
+        assert float((fast(idx) - model(idx)).abs().max()) < 1e-4
