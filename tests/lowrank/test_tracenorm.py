@@ -50,8 +50,8 @@ def test_l2_term_by_hand_and_recurrent_split():
     torch.manual_seed(0)
     model = Stack("lstm")
     mats = select_matrices(model)
-    rec = sum(float(m.weight.pow(2).sum()) for m in mats if m.recurrent)
-    other = sum(float(m.weight.pow(2).sum()) for m in mats if not m.recurrent)
+    rec = sum(float(m.weight.detach().pow(2).sum()) for m in mats if m.recurrent)
+    other = sum(float(m.weight.detach().pow(2).sum()) for m in mats if not m.recurrent)
     assert L2(mats, 2.0, 0.0)().item() == pytest.approx(rec, rel=1e-6)
     assert L2(mats, 0.0, 2.0)().item() == pytest.approx(other, rel=1e-6)
 
