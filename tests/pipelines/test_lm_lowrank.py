@@ -71,3 +71,16 @@ def test_a_stage2_checkpoint_exports_compact(tiny_corpus, tiny_recipe, tmp_path)
     idx = data.valid[:24].reshape(2, 12)
     with torch.no_grad():
         assert float((fast(idx) - model(idx)).abs().max()) < 1e-4
+
+
+def test_builtin_seed_000_001_recipe_validates_against_its_model():
+    from prunekit.config import load_recipe
+    from prunekit.pipelines.lm_narang import check_narang
+    from prunekit.recipes import builtin
+
+    cfg = load_recipe(builtin("rnn_lowrank_narang"))
+    assert [s.schedule for s in cfg.prune] == ["narang"]
+    assert sum(len(s.grid()) for s in cfg.lowrank) == 4
+    model = build_lm(cfg, 2000)
+    check_lowrank(cfg, model)
+    check_narang(cfg, model)
