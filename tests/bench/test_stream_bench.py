@@ -70,7 +70,7 @@ def test_every_variant_is_built_timed_and_reported():
     torch.manual_seed(0)
     base = stack_model(TINY)
     variants, info = build_stream_variants(base, [0.25], repeats=2)
-    expected = {"dense-eager", "dense", "int8", "torch-int8", "onnxruntime"}
+    expected = {"dense-eager", "dense", "int8", "torch-int8", "onnxruntime", "floor"}
     for m in ("lowrank", "sparse", "structured"):
         expected |= {f"{m}@0.25", f"{m}@0.25+int8"}
     assert set(variants) == expected
@@ -92,8 +92,9 @@ def test_every_variant_is_built_timed_and_reported():
     assert v["lowrank@0.25+int8"]["size"]["size_bytes"] < v["lowrank@0.25"]["size"]["size_bytes"]
     targets = stream_targets(timed, [0.25])
     assert [t["target"].split(":")[0].split(" ")[0] for t in targets] == [
-        "lowrank@0.25", "structured@0.25", "sparse@0.25", "lowrank@0.25+int8"
+        "lowrank@0.25", "structured@0.25", "sparse@0.25", "bound", "lowrank@0.25+int8"
     ]  # fmt: skip
+    assert v["floor"]["flop_ratio"] > v["lowrank@0.25"]["flop_ratio"]
     result = {"model": "stack", "config": TINY, "fractions": [0.25], "variants_info": info,
               "stream": timed, "targets": targets}  # fmt: skip
     md = stream_markdown(result, {"cpu": "test"}, "prunekit bench stream")

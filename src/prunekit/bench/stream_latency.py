@@ -8,6 +8,8 @@ are):
 
 - `dense-eager` (the model as built), `dense` (`fastest_dense`: per-layer weight layout, oneDNN
   choice for the RNN): the baseline of every ratio; `int8` (prunekit's dynamic int8 of `dense`);
+  `floor` (every matrix at rank 1: what a step costs besides its weights, so dense / floor
+  bounds any compression's speed-up);
 - per kept fraction f of the scope (every Linear and LSTM/GRU matrix): `lowrank@f` (each matrix
   at the rank that keeps f of its parameters, `compact`: two thin matmuls per gate stack),
   `sparse@f` (magnitude, unstructured; CSR where measured faster, else dense), `structured@f`
@@ -112,9 +114,10 @@ def _onnx_peer(base: nn.Module, threads: int) -> tuple[Any, str | None]:
 
 def build_stream_variants(
     base: nn.Module, fractions: Sequence[float], *, threads: int = 1, repeats: int = 10,
-    progress: Progress | None = None,
+    progress: Progress | None = None, int8_policy: str = "all",
 ) -> tuple[dict[str, Any], dict[str, dict]]:  # fmt: skip
-    """The models to compare (see the module docstring) and how each was made."""
+    """The models to compare (see the module docstring) and how each was made; `int8_policy` of
+    the compressed `+int8` variants: "all" layers int8, or only where measured "fastest"."""
     say = progress or log.info
     opts = {"batch_size": 1, "threads": threads, "repeats": repeats}
     dense = fastest_dense(base, batch_size=1, threads=threads, repeats=repeats)
@@ -124,6 +127,10 @@ def build_stream_variants(
     info: dict[str, dict] = {n: {"method": "dense"} for n in variants}
     info["int8"]["int8_choices"] = choices
     info["torch-int8"]["method"] = "torch.ao.quantization.quantize_dynamic"
+    floor = factorize(copy.deepcopy(base), dict.fromkeys(_names(base), 1))
+    variants["floor"], _ = compact(floor, **opts)
+    info["floor"] = {"method": "every Linear and gate stack at rank 1: the cost of all but the "
+                     "weights (no compression of these matrices can beat it)"}  # fmt: skip
     ort, why = _onnx_peer(base, threads)
     if ort is not None:
         variants["onnxruntime"], info["onnxruntime"] = ort, {"method": "onnxruntime fp32"}
@@ -137,9 +144,13 @@ def build_stream_variants(
             name = f"{method}@{f:g}"
             variants[name] = fp32
             info[name] = {**meta, "choices": manifest["choices"], "lowrank": manifest["lowrank"]}
-            variants[f"{name}+int8"], choices = quantize_compact(fp32, policy="all", **opts)
+            variants[f"{name}+int8"], choices = quantize_compact(fp32, policy=int8_policy, **opts)
             info[f"{name}+int8"] = {**meta, "int8_choices": choices}
     return variants, info
+
+
+def _names(model: nn.Module) -> list[str]:
+    return [m.name for m in select_matrices(model, SCOPE)]
 
 
 def _stream_once(model: Any, frames: list[Tensor]) -> float:
@@ -223,6 +234,9 @@ def stream_targets(result: Mapping[str, Any], fractions: Sequence[float]) -> lis
         rows.append({"target": f"sparse@{f:g} never slower than dense", "measured": up,
                      "met": up >= 1.0})  # fmt: skip
     small = min(fractions)
+    if "floor" in result["variants"]:
+        rows.append({"target": "bound: dense / floor (no compression of the matrices beats it)",
+                     "measured": row("floor")[0], "met": None})  # fmt: skip
     up, _ = row(f"lowrank@{small:g}+int8")
     rows.append({"target": f"lowrank@{small:g}+int8 >= 10x the fastest dense path (at f=0.1)",
                  "measured": up, "met": up >= 10.0})  # fmt: skip
@@ -232,6 +246,7 @@ def stream_targets(result: Mapping[str, Any], fractions: Sequence[float]) -> lis
 def run_stream_bench(
     model: nn.Module, *, fractions: Sequence[float] = (0.1,), threads: Sequence[int] = (1, 2),
     frames: int = 100, repeats: int = 20, progress: Progress | None = None,
+    int8_policy: str = "all",
 ) -> dict[str, Any]:  # fmt: skip
     """Build every variant of the streaming `model` and time them; JSON-able result."""
     _check_streaming(model)
@@ -241,14 +256,16 @@ def run_stream_bench(
     say = progress or log.info
     n_mels = _n_mels(model)
     variants, info = build_stream_variants(
-        model, fractions, threads=threads[0], repeats=repeats, progress=progress
-    )
+        model, fractions, threads=threads[0], repeats=repeats, progress=progress,
+        int8_policy=int8_policy,
+    )  # fmt: skip
     say(f"timing {len(variants)} variants at threads {list(threads)}")
     timed = compare_streaming(
         variants, baseline="dense", n_mels=n_mels, threads=threads, frames=frames,
         repeats=repeats,
     )  # fmt: skip
-    return {"fractions": list(fractions), "variants_info": info, "stream": timed,
+    return {"fractions": list(fractions), "int8_policy": int8_policy, "variants_info": info,
+            "stream": timed,
             "targets": stream_targets(timed, fractions)}  # fmt: skip
 
 
@@ -294,7 +311,7 @@ def stream_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comma
     lines += ["", "## Targets (first thread count)", "", "| target | measured | met |",
               "|---|---:|---|"]  # fmt: skip
     for t in result["targets"]:
-        met = "yes" if t["met"] else "**no**"
+        met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
         lines.append(f"| {t['target']} | {t['measured']:.2f} | {met} |")
     lines += ["", *notes, "", "Timings are wall-clock medians; compare variants only within one "
               "run, on an idle machine.", ""]  # fmt: skip

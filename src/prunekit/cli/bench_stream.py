@@ -33,6 +33,8 @@ def add_stream_parser(which: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", default="1,2", help="thread counts, comma-separated (1,2)")
     p.add_argument("--frames", type=int, default=100, help="10 ms frames per repetition (100)")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (20)")
+    p.add_argument("--int8-policy", choices=("all", "fastest"), default="all",
+                   help="int8 for every layer of the +int8 variants, or where measured faster")  # fmt: skip
     p.add_argument("--out", default="benchmarks/results", help="results folder")
     p.set_defaults(func=run_stream)
 
@@ -61,7 +63,7 @@ def run_stream(args: argparse.Namespace) -> int:
 
     result = run_stream_bench(
         model, fractions=fractions, threads=threads, frames=args.frames, repeats=args.repeats,
-        progress=say,
+        progress=say, int8_policy=args.int8_policy,
     )  # fmt: skip
     resolved = (
         dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else config
