@@ -179,8 +179,10 @@ class NarangRamp(_Schedule):
     eps = theta (itr - start + 1) / freq before `ramp`,
     eps = (theta (ramp - start + 1) + phi (itr - ramp + 1)) / freq from `ramp` on.
     Masks are recomputed (|w| <= eps removed) at every multiple of `freq` with start < itr < end.
-    With slope_mult = 1.5 the threshold reaches q at `end`, so about (100 - q_percentile) % of
-    the dense model's weights survive (the 2 and 3 of theta's denominator assume phi = 1.5 theta).
+    With slope_mult = 1.5 the threshold reaches q at `end` (the 2 and 3 of theta's denominator
+    assume phi = 1.5 theta); the last update, up to `freq` steps earlier, uses a slightly lower
+    threshold, so on weights distributed like the dense model's a bit less than q_percentile %
+    is pruned (e.g. 87.5 % with start/ramp/end/freq = 100/1000/4000/100 on fixed weights).
 
     q comes from a previously trained dense model, as in the paper: pass `q` = {layer type or
     tensor name: value} (`prunekit.prune.narang.narang_q(dense_model, scope)` computes it: the
