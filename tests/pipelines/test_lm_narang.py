@@ -49,3 +49,32 @@ def test_check_narang_catches_a_q_without_the_recurrent_type(tiny_corpus, tiny_r
     data = prepare_data(cfg)
     with pytest.raises(PrunekitError, match="NarangRamp.q has no value for rnn.weight_ih_l0"):
         check_narang(cfg, build_lm(cfg, data.tokenizer.vocab_size))
+
+
+def test_prunekit_train_prunes_while_training(tiny_corpus, tiny_recipe, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from prunekit.cli.main import main
+
+    raw = tiny_recipe(tiny_corpus, steps=12, eval_every=6)
+    raw["model"] = RNN
+    raw["prune"] = [{"name": "n", "schedule": "narang", "criterion": "magnitude",
+                     "scope": {"module_types": ["Linear", "LSTM"]},
+                     "narang": {"freq": 2, "q": {"recurrent": 0.1, "linear": 0.1}}},
+                    {"name": "noq", "schedule": "narang", "criterion": "magnitude"}]  # fmt: skip
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--prune", "n"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert 0 < shown["sparsity"] < 1 and shown["valid_ppl"] > 1
+    assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert json.loads((out / "result.json").read_text())["steps"] == 12
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--prune", "x"]) == 2
+    assert "has no `schedule: narang` prune section named 'x' (it has ['n', 'noq'])" in (
+        capsys.readouterr().err
+    )
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--prune", "noq"]) == 2
+    assert "needs narang.q or narang.q_from" in capsys.readouterr().err

@@ -13,10 +13,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunekit.config import PruneSection, RunConfig
-from prunekit.pipelines.lm_baseline import LMData, build_lm, lm_task
+from prunekit.errors import PrunekitError
+from prunekit.pipelines.lm_baseline import LMData, build_lm, lm_task, prepare_data
 from prunekit.pipelines.lm_compress import load_trained, measure
 from prunekit.pipelines.prune_train import narang_compare, train_pruned
 from prunekit.prune import PruneConfig, Pruner, ScopeConfig
@@ -74,6 +76,49 @@ def narang_rows(
     )  # fmt: skip
     rows += [_row(r, f"{section.name}-cubic-{c}") for c, r in compared.items()]
     return rows
+
+
+def narang_section(cfg: RunConfig, name: str) -> PruneSection:
+    """The recipe's `schedule: narang` prune section called `name`.
+
+    Raises:
+        PrunekitError: no such section.
+    """
+    found = [s for s in cfg.prune if s.name == name and s.schedule == "narang"]
+    if not found:
+        names = [s.name for s in cfg.prune if s.schedule == "narang"]
+        raise PrunekitError(
+            f"the recipe has no `schedule: narang` prune section named {name!r} (it has "
+            f"{names}): add one or pass its name"
+        )
+    return found[0]
+
+
+def train_narang(cfg: RunConfig, section: PruneSection, out: Path) -> dict[str, Any]:
+    """`prunekit train --prune NAME`: train the recipe's LM from scratch under a narang section
+    (q from `narang.q` or `narang.q_from`: there is no baseline here); returns the metrics.
+
+    Raises:
+        PrunekitError: a section with neither q nor q_from.
+    """
+    n = section.narang
+    if n.q is None and n.q_from is None:
+        raise PrunekitError(
+            f"prune section {section.name!r} needs narang.q or narang.q_from (a trained dense "
+            "checkpoint) under `prunekit train`: set one, or use `prunekit run`, which trains "
+            "the dense baseline first"
+        )
+    torch.set_num_threads(cfg.train.threads)
+    data = prepare_data(cfg)
+    q = dict(n.q) if n.q is not None else section_q(section, Path(str(n.q_from)))
+    task = lm_task(data, cfg)
+    pcfg = narang_config(cfg, section, len(task), q)
+    model = build_lm(cfg, data.tokenizer.vocab_size)
+    kw = {"evaluate": lambda m: measure(m, data, cfg),
+          "run_state": {"recipe": cfg.model_dump(mode="json")}}  # fmt: skip
+    result = train_pruned(model, task, cfg.train, pcfg, out, **kw)
+    data.tokenizer.save(out / "tokenizer.model")
+    return result
 
 
 def check_narang(cfg: RunConfig, model: nn.Module, epoch_steps: int = 1) -> None:
