@@ -68,7 +68,8 @@ class L2:
 class RegularizedTask:
     """`task` with `regularizer()` added to every training loss (validation is the task's own).
 
-    Any other attribute (e.g. a CTC task's feature statistics) is read from `task`.
+    The Trainer's logged training loss therefore includes the regularizer (NuLogger records the
+    term alone). Any other attribute (e.g. a CTC task's feature statistics) is read from `task`.
     """
 
     def __init__(self, task: Any, regularizer: Callable[[], Tensor]) -> None:
