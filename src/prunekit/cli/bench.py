@@ -18,6 +18,7 @@ from prunekit.bench.paper_spec import load_paper_recipe
 from prunekit.cli.bench_foreign import add_foreign_parser
 from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
+from prunekit.cli.bench_stream import add_stream_parser
 from prunekit.cli.common import add_recipe_args, parse_overrides, recipe_from_args
 from prunekit.machine import machine_info
 from prunekit.recipes import builtin
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_training_bench(which, "train", "trainer tokens/s vs a hand-written loop", 30, run_train)
     _add_paper_parser(which)
     add_latency_parser(which)
+    add_stream_parser(which)
     add_kws_parser(which)
     add_foreign_parser(which)
     _add_training_bench(

@@ -20,6 +20,7 @@ from prunekit.export.compact import compact, summarize
 from prunekit.export.int8_choice import quantize_compact
 from prunekit.export.io import save_compact
 from prunekit.export.onnx_export import check_onnx, export_onnx, onnx_ready
+from prunekit.lowrank.factor import factorize
 from prunekit.models import build_model
 from prunekit.prune import PruneConfig, Pruner
 from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
@@ -64,6 +65,9 @@ def load_pruned(path: Path) -> tuple[nn.Module, PruneConfig | None]:
     config = PruneConfig.from_dict(raw) if raw else None
     if config is not None:
         Pruner(model, config).attach()
+    ranks = (state.get("run") or {}).get("ranks")
+    if ranks:  # a low-rank stage-2 checkpoint (prunekit.pipelines.lowrank): W = U V factors
+        factorize(model, ranks)
     load_checkpoint(path, model)
     return model.eval(), config
 
@@ -104,6 +108,9 @@ def export_summary(manifest: dict[str, Any], out: Path) -> str:
             )
     for r in manifest["factorized"]:
         lines.append(f"  {r['module']}: rank {r['kept_rank']}/{r['rank']} -> {r['as']}")
+    for r in manifest.get("lowrank", []):
+        ranks = {k: v.get("rank") for k, v in r.get("matrices", {}).items()} or r.get("rank")
+        lines.append(f"  {r['module']}: W = U V (ranks {ranks}) -> {r['as']}")
     for name, r in manifest["choices"].items():
         ratio = f", CSR {r['ratio']:.2f}x dense" if r.get("ratio") else ""
         reason = f"; {r['reason']}" if r.get("reason") else ""

@@ -11,9 +11,12 @@ from typing import Any
 from prunekit.atomic import write_json, write_text
 from prunekit.cli.common import add_recipe_args, recipe_from_args
 from prunekit.config import RunConfig
+from prunekit.lowrank.report import lowrank_markdown, plot_pareto
 from prunekit.machine import machine_info
 from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress
+from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
+from prunekit.pipelines.lm_narang import check_narang
 from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table
@@ -33,13 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_all(cfg: RunConfig, out: Path, *, resume: bool = True) -> dict[str, Any]:
     """Baseline, then every prune section; returns {"baseline": metrics, "compressed": rows}."""
     data = prepare_data(cfg)
-    check_sections(cfg, build_lm(cfg, data.tokenizer.vocab_size))  # bad sections fail first
+    model = build_lm(cfg, data.tokenizer.vocab_size)
+    check_sections(cfg, model)  # bad sections fail first
+    check_lowrank(cfg, model)
+    check_narang(cfg, model)
     baseline = train_baseline(cfg, out / "baseline", resume=resume)
     rows: list[dict[str, Any]] = []
     if cfg.prune:
         best = out / "baseline" / "checkpoints" / "best"
         for section in cfg.prune:
             rows += compress(cfg, section, best, data, out / "prune" / section.name)
+    for lowrank in cfg.lowrank:  # seed 000: trains from scratch, no baseline needed
+        rows += lowrank_lm(cfg, lowrank, data, out / "lowrank" / lowrank.name)
     return {"baseline": baseline, "compressed": rows}
 
 
@@ -58,6 +66,12 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         )
         text += "\n## Compressed models\n\n" + compression_table(base, rows)
         text += "\n![perplexity vs size](ppl_vs_size.png)\n"
+        low = [r for r in rows if "regularizer" in r]  # seed 000 stage-2 rows
+        if low:
+            plot_pareto(low, out / "lowrank_pareto.png", metric="valid_ppl",
+                        dense=(base["params"], base["valid_ppl"]))  # fmt: skip
+            text += "\n## Low rank (seed 000)\n\n" + lowrank_markdown(low, "valid_ppl")
+            text += "\n![low rank Pareto front](lowrank_pareto.png)\n"
     write_text(out / "report.md", text)
 
 

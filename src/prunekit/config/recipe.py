@@ -10,7 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from prunekit.audio.speech_config import SpeechConfig
+from prunekit.config.narang import NarangSection
 from prunekit.errors import PrunekitError
+from prunekit.lowrank.config import LowRankSection
 
 
 class _Strict(BaseModel):
@@ -66,14 +68,16 @@ class PruneSection(_Strict):
     Incremental: one run follows the cubic schedule (eq. 4) to the smallest size over `ramp` of
     `steps`, pruning every `frequency` steps and checkpointing as it passes each size. One-shot:
     one run per size, pruned at step 0 (data-driven scores from `calibration_batches` batches)
-    and then fine-tuned for `steps`.
+    and then fine-tuned for `steps`. Narang: the model is trained from scratch while Narang's
+    threshold ramp prunes it (`narang:` settings, `prunekit.config.narang`).
     """
 
     name: str
     criterion: str = "taylor"
     method: str = "unstructured"
     method_args: dict[str, Any] = Field(default_factory=dict)
-    schedule: Literal["incremental", "one-shot"] = "incremental"
+    schedule: Literal["incremental", "one-shot", "narang"] = "incremental"
+    narang: NarangSection = NarangSection()
     sizes: list[float] = Field(default_factory=lambda: [0.5, 0.25, 0.1], min_length=1)
     steps: int = Field(400, ge=1)
     ramp: float = Field(0.75, gt=0, le=1)
@@ -93,6 +97,7 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     prune: list[PruneSection] = Field(default_factory=list)
     speech: SpeechConfig = SpeechConfig()
+    lowrank: list[LowRankSection] = Field(default_factory=list)  # seed 000, prunekit.lowrank
 
 
 def _describe(err: dict[str, Any]) -> str:

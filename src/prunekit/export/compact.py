@@ -6,7 +6,8 @@ Steps, on a deep copy (the input may have prunekit masks attached or be finalize
    nn.Linear they are (`prunekit.export.conv1d`);
 2. factorized layers keep their unmasked ranks k: two thin matmuls (`LowRankLinear`,
    `LowRankEmbedding`, `LowRankConv`, singular values folded into U) when k (a + b) < a b, else
-   one dense layer;
+   one dense layer; trace-norm / SVD factored matrices (`prunekit.lowrank`, W = U V) likewise,
+   LSTM / GRU gate stacks inside a `LinearRNN` / `BiLinearRNN` (`prunekit.export.lowrank_rnn`);
 3. structured pruning is made physical (`prunekit.export.shrink`, `shrink_channels`): heads
    (GPT-2's fused c_attn too), FFN units, gate-aware LSTM/GRU units, conv channels and embedding
    columns that nothing reads are removed, with the next layer's input, the norms in between
@@ -43,6 +44,7 @@ from prunekit.export.fast_dense import DenseLayout, fastest_dense
 from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
 from prunekit.export.linear_rnn import CompactRNNLM, LinearRNN
+from prunekit.export.lowrank_rnn import convert_lowrank, has_lowrank
 from prunekit.export.manifest import FORMAT, FORMAT_VERSION
 from prunekit.export.replace import replace_modules, set_module
 from prunekit.export.shrink import shrink_structures, slice_rows_cols
@@ -74,6 +76,8 @@ def is_pruned(model: nn.Module) -> bool:
     """True if `model` has prunekit masks, factorized layers, or zeros in a weight of a Linear,
     Conv1D, conv, embedding or RNN."""
     if mask_modules(model) or any(isinstance(m, FACTORIZED_TYPES) for m in model.modules()):
+        return True
+    if has_lowrank(model):
         return True
     for m in model.modules():
         if isinstance(m, nn.RNNBase):
@@ -338,6 +342,7 @@ def compact(
     new = finalize(copy.deepcopy(model)).eval()
     pairs = tied_pairs(new)
     conv1d = convert_conv1d(new)
+    lowrank = convert_lowrank(new)
     factorized = convert_factorized(new)
     structure = shrink_chains(new, consumers) + shrink_structures(new, consumers)
     structure += slice_embeddings(new) + slice_rows_cols(new)
@@ -367,7 +372,7 @@ def compact(
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config,
         "pruned": pruned, "options": options, "conv1d": conv1d, "structure": structure,
-        "factorized": factorized, "ties": ties,
+        "factorized": factorized, "ties": ties, "lowrank": lowrank,
         "choices": choices, "int8_choices": int8_choices, "summary": summarize(new, config),
     }  # fmt: skip
     return new.eval(), manifest

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase as DynamicRNNBase
 
 from prunekit.errors import PrunekitError
+from prunekit.export import bidir_rnn
 from prunekit.export import records_torch as rt
+from prunekit.export.bidir_rnn import BiLinearRNN
 from prunekit.export.fast_dense import OneDnnOffGRU, OneDnnOffLSTM
 from prunekit.export.layers import (
     DenseLinear,
@@ -389,6 +391,10 @@ HANDLERS: tuple[Handler, ...] = (
     ),
     Handler(
         "linear_rnn", (LinearRNN,), _save_linear_rnn, lambda meta: {}, _build_linear_rnn, True
+    ),
+    Handler(
+        "bilinear_rnn", (BiLinearRNN,), bidir_rnn.save_record, lambda meta: {},
+        lambda meta, t: bidir_rnn.build_record(meta, t, Placeholder), True,
     ),
     Handler("int8_rnn", (DynamicRNNBase,), _save_int8_rnn, _expect_int8_rnn, _build_int8_rnn),
     Handler("rnn", (nn.LSTM, nn.GRU), _save_rnn, _expect_rnn, _build_rnn),

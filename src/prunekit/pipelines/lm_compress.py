@@ -175,6 +175,8 @@ def check_sections(cfg: RunConfig, model: nn.Module) -> None:
     """
     base = count_params(model)
     for section in cfg.prune:
+        if section.schedule == "narang":
+            continue  # trains from scratch: see prunekit.pipelines.lm_narang.check_narang
         for size in target_sizes(section, base):
             prune_config(section, model, size, section.steps)
 
@@ -184,7 +186,11 @@ def compress(cfg: RunConfig, section: PruneSection, baseline: Path, data: LMData
     torch.set_num_threads(cfg.train.threads)
     base_params = count_params(load_trained(baseline))
     sizes = target_sizes(section, base_params)
-    if section.schedule == "incremental":
+    if section.schedule == "narang":  # lm_narang imports this module, hence the late import
+        from prunekit.pipelines.lm_narang import narang_rows
+
+        rows = narang_rows(cfg, section, baseline, data, out)
+    elif section.schedule == "incremental":
         rows = _run_one(cfg, section, baseline, data, out, sizes)
     else:
         rows = [

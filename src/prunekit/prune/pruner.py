@@ -41,10 +41,11 @@ from prunekit.prune.criteria import make_criterion
 from prunekit.prune.groups import GroupSpec
 from prunekit.prune.masks import Mask, attach_mask, finalize, update_mask_
 from prunekit.prune.methods import make_method
+from prunekit.prune.narang import target_q
 from prunekit.prune.schedules import _check_fraction
 from prunekit.prune.scope import Target, resolve_scope
 from prunekit.prune.size import count_params, sparsity_for_size
-from prunekit.prune.stats import abs_percentile, all_reduce_mean_
+from prunekit.prune.stats import all_reduce_mean_
 
 __all__ = ["PruneConfig", "Pruner", "count_params", "sparsity_for_size"]
 
@@ -162,8 +163,7 @@ class Pruner:
                     hook = _input_hook(self, t.name, a.module)
                     self._handles.append(a.module.register_forward_pre_hook(hook))
         if self.config.schedule.kind == "threshold":
-            pct = self.config.schedule.q_percentile  # type: ignore[union-attr]
-            self._q = {t.name: abs_percentile(t.param, pct) for t in self.targets}
+            self._q = target_q(self.targets, self.config.schedule)  # type: ignore[arg-type]
 
     def add_optimizer(self, optimizer: torch.optim.Optimizer) -> Pruner:
         """Track `optimizer`: swap factorized parameters, zero its state on updates, add hooks.

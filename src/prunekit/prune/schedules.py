@@ -43,6 +43,21 @@ def _check_int(name: str, value: Any, lo: int, example: int) -> None:
         raise PrunekitError(f"{name}={value!r} must be an integer >= {lo}: e.g. {name}={example}")
 
 
+def _check_q(q: Any) -> None:
+    """Raise unless `q` is a non-empty mapping of names to numbers > 0."""
+    bad = not isinstance(q, dict) or not q
+    bad = bad or any(
+        not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int | float) or v <= 0
+        for k, v in q.items()
+    )
+    if bad:
+        raise PrunekitError(
+            f"q={q!r} must map layer types or tensor names to numbers > 0: e.g. "
+            "q={'recurrent': 0.11, 'linear': 0.16} (prunekit.prune.narang.narang_q computes it "
+            "from a trained dense model)"
+        )
+
+
 def _check_positive(name: str, value: Any, example: float) -> None:
     """Raise unless `value` is a number > 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -164,9 +179,18 @@ class NarangRamp(_Schedule):
     eps = theta (itr - start + 1) / freq before `ramp`,
     eps = (theta (ramp - start + 1) + phi (itr - ramp + 1)) / freq from `ramp` on.
     Masks are recomputed (|w| <= eps removed) at every multiple of `freq` with start < itr < end.
-    q is the `q_percentile`-th percentile of |w| of each tensor in the dense model (the pruner
-    captures it when masks are attached and keeps it in its state_dict). An embedding scored per
-    column (`scope.group_embedding`) compares each column's mean |w| with eps.
+    With slope_mult = 1.5 the threshold reaches q at `end` (the 2 and 3 of theta's denominator
+    assume phi = 1.5 theta); the last update, up to `freq` steps earlier, uses a slightly lower
+    threshold, so on weights distributed like the dense model's a bit less than q_percentile %
+    is pruned (e.g. 87.5 % with start/ramp/end/freq = 100/1000/4000/100 on fixed weights).
+
+    q comes from a previously trained dense model, as in the paper: pass `q` = {layer type or
+    tensor name: value} (`prunekit.prune.narang.narang_q(dense_model, scope)` computes it: the
+    `q_percentile`-th percentile of |w|, per layer type "recurrent" / "linear" / "embedding" or
+    per tensor). Without `q`, the pruner takes the percentile of each tensor as it is when masks
+    are attached, which is only right when pruning starts from a trained model. The pruner keeps
+    the q values in its state_dict. An embedding scored per column (`scope.group_embedding`)
+    compares each column's mean |w| with eps.
 
     Args:
         start: start_itr (>= 0).
@@ -175,6 +199,8 @@ class NarangRamp(_Schedule):
         freq: steps between updates (>= 1).
         slope_mult: phi / theta (> 0; the paper uses 1.5 to 2).
         q_percentile: which percentile of |w| gives q, in (0, 100].
+        q: {"recurrent" | "linear" | "embedding" | tensor name: q value > 0} from a trained dense
+            model (a tensor's own name wins over its type), or None (see above).
     """
 
     kind: ClassVar[str] = "threshold"
@@ -185,6 +211,7 @@ class NarangRamp(_Schedule):
     freq: int = 100
     slope_mult: float = 1.5
     q_percentile: float = 90.0
+    q: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check_int("start", self.start, 0, 0)
@@ -204,6 +231,9 @@ class NarangRamp(_Schedule):
                 f"NarangRamp(start={self.start}, end={self.end}, freq={self.freq}) never updates: "
                 "put a multiple of freq strictly between start and end"
             )
+        if self.q is not None:
+            _check_q(self.q)
+            object.__setattr__(self, "q", {str(k): float(v) for k, v in self.q.items()})
 
     def _update_steps(self) -> range:
         first = (self.start // self.freq + 1) * self.freq
