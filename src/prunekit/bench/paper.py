@@ -8,7 +8,11 @@ The output folder holds:
     runs/<id>/         the cell's run folder; a killed cell resumes from its checkpoints here
     tables.md, results.json, *.png   written by `prunekit report DIR` (also after every run)
 
-Cells and their ids are described in `prunekit.bench.paper_cells`.
+Cells and their ids are described in `prunekit.bench.paper_cells`. A grid grows across sittings:
+new axes in the recipe (`paper.budget`, `paper.t1_finetuned`) only add cells, and raising
+`paper.fig2.extra_epochs` turns the finished Fig. 2 cells into 'extend' cells that continue from
+their checkpoints (when a sitting lost `runs/`, their sources are run again for their checkpoints
+only: finished records are never rewritten by that).
 """
 
 from __future__ import annotations
@@ -224,8 +228,8 @@ def format_plan(rows: list[dict[str, Any]], threads: int) -> str:
     extend = f", {counts['extend']} to extend" if counts["extend"] else ""
     lines.append(
         f"{len(rows)} cells ({counts['done']} done, {counts['partial']} partial, "
-        f"{counts['todo']} todo{extend}); estimated {total / 3600:.2f} h for all, {left / 3600:.2f} h "
-        f"left, at {threads} thread(s) (cost model: paper.cost"
+        f"{counts['todo']} todo{extend}); estimated {total / 3600:.2f} h for all, "
+        f"{left / 3600:.2f} h left, at {threads} thread(s) (cost model: paper.cost"
         + (
             f", x{rows[0]['cost_scale']:.2f} from the finished baseline's speed)"
             if rows and rows[0]["cost_scale"] != 1.0

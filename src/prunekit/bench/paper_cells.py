@@ -12,7 +12,7 @@ column *is* Table 3's unstructured row.
     layer-attention-seed0                      Fig. 3: one layer group pruned to 75 %
     incremental-taylor-unstructured-s10-p2000-seed0     budget axis: a 2000-step pruning run
     scratch-s10-plus2000-seed0                 budget axis: from scratch, train.steps + 2000 steps
-    oneshot-magnitude-unstructured-s10-p500-seed0       Table 1: one-shot, then 500 steps of training
+    oneshot-magnitude-unstructured-s10-p500-seed0       Table 1: one-shot, then 500 training steps
 
 A `-p<N>` / `-plus<N>` part appears only where the steps differ from the grid's default for that
 kind of cell (prune.steps, oneshot_steps; train.steps for from scratch), so the budget point at

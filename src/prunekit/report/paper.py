@@ -368,7 +368,7 @@ def render(
     from prunekit.report import paper_budget as pb
     from prunekit.report.paper_fig2 import fig2_section, fig2_series, flat_summary
     from prunekit.report.published import compare
-    from prunekit.report.seeds import seed_checks, seed_section
+    from prunekit.report.seeds import TUNED, seed_checks, seed_section
 
     base = next(c for c in cells if c["kind"] == "baseline")
     if metric not in base:
@@ -395,7 +395,10 @@ def render(
         fig3_table(cells, base["valid_ppl"], bp),
         "![Fig. 3](fig3_layers.png)\n",
     ]
-    checks = seed_checks(aggs, lay)
+    tuned_keys = {
+        ("prune", TUNED, lay.t1_criterion, "unstructured", s): a for s, a in tuned.items()
+    }
+    checks = seed_checks({**aggs, **tuned_keys}, lay)
     parts.append(seed_section(checks, bp))
     notes = pb.finding_notes(aggs, lay, tuned, budget, flats)
     side_by_side, findings = compare(aggs, lay, bp, cells, notes)

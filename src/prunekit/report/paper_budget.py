@@ -123,8 +123,10 @@ def budget_axis(
         for n in sorted(steps):
             keys = {m: ("prune", "incremental", crit, m, size, n) for m in methods}
             matched = ("scratch", None, None, None, size, n)
-            row = BudgetRow(size, n, aggs.get(("scratch", None, None, None, size, 0)),
-                            aggs.get(matched), {m: aggs.get(k) for m, k in keys.items()})  # fmt: skip
+            scratch = aggs.get(("scratch", None, None, None, size, 0))
+            row = BudgetRow(
+                size, n, scratch, aggs.get(matched), {m: aggs.get(k) for m, k in keys.items()}
+            )
             row.cpu = {m: cpu[k] for m, k in {**keys, "matched": matched}.items() if k in cpu}
             rows.append(row)
     return Budget(crit, methods, rows, int(base.get("steps") or 0), cpu_seconds(base))
@@ -180,21 +182,29 @@ def budget_section(b: Budget, base_params: int) -> str:
     return intro + "\n" + budget_table(b, base_params) + "\n![Budget](budget.png)\n"
 
 
+def deltas(b: Budget, size: float, method: str, ref: str) -> list[tuple[int, float]]:
+    """[(N, Δ% of `method` vs the `ref` scratch model: 'scratch' or 'matched')] at `size`."""
+    out = []
+    for r in b.rows:
+        a, base = r.pruned.get(method), getattr(r, ref)
+        if r.size == size and a is not None and base is not None:
+            out.append((r.steps, delta_pct(a.mean, base.mean)))
+    return out
+
+
 def plot_budget(b: Budget, base_params: int, path: Path) -> None:
     """Δ% vs pruning steps (log 2): solid against Table 3's scratch model, dashed against the
     compute-matched one; one colour per size and method."""
     fig, ax = plt.subplots(figsize=(7, 4.8))
-    for i, (size, method) in enumerate((s, m) for s in dict.fromkeys(r.size for r in b.rows)
-                                       for m in b.methods):  # fmt: skip
-        rows = [r for r in b.rows if r.size == size and r.pruned.get(method)]
+    pairs = [(s, m) for s in dict.fromkeys(r.size for r in b.rows) for m in b.methods]
+    for i, (size, method) in enumerate(pairs):
         label = f"{_size_label(size, base_params)} {method}"
         for ref, style, tag in (("scratch", "o-", ""), ("matched", "s--", " vs matched")):
-            pts = [(r.steps, delta_pct(r.pruned[method].mean, getattr(r, ref).mean))  # type: ignore[union-attr]
-                   for r in rows if getattr(r, ref) is not None]  # fmt: skip
+            pts = deltas(b, size, method, ref)
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, color=f"C{i}", label=label + tag)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xlabel="pruning steps N", ylabel="Δ% PPL vs from scratch", xscale="log", yscale="linear")
+    ax.set(xlabel="pruning steps N", ylabel="Δ% PPL vs from scratch", xscale="log")
     ax.set_title(f"Pruned vs from scratch by pruning budget ({b.criterion})")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -234,9 +244,7 @@ def method_note(b: Budget, method: str) -> str | None:
                       ("matched", f"vs scratch ({b.base_steps} + N)")):  # fmt: skip
         per_size = []
         for size in dict.fromkeys(r.size for r in b.rows):
-            pts = [(r.steps, delta_pct(r.pruned[method].mean, getattr(r, ref).mean))  # type: ignore[union-attr]
-                   for r in b.rows if r.size == size and r.pruned.get(method)
-                   and getattr(r, ref) is not None]  # fmt: skip
+            pts = deltas(b, size, method, ref)
             if pts:
                 text, turns = threshold(pts)
                 per_size.append(f"{100 * size:g} %: {text}")
@@ -298,8 +306,8 @@ def finding_notes(
     flats: dict[float, Any],
 ) -> dict[str, str]:
     """Finding id -> how its verdict depends on the budget (see `published.compare`)."""
-    inc = {s: aggs[k] for s in lay.sizes
-           if (k := ("prune", "incremental", lay.t1_criterion, "unstructured", s)) in aggs}  # fmt: skip
+    keys = {s: ("prune", "incremental", lay.t1_criterion, "unstructured", s) for s in lay.sizes}
+    inc = {s: aggs[k] for s, k in keys.items() if k in aggs}
     notes = {
         "schedulers": oneshot_note(tuned, inc, lay.prune_steps),
         "finetune": fig2_note(flats),

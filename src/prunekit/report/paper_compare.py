@@ -31,14 +31,15 @@ def grid_findings(
 
 def both(verdicts: list[str]) -> str:
     """The 'on both' column: holds on both, reversed on both, the same, or differs."""
+    every = "both" if len(verdicts) == 2 else "all"
     if all(v == "reproduced" for v in verdicts):
-        return "**holds on both**"
+        return f"**holds on {every}**"
     if all(v == "reversed" for v in verdicts):
-        return "**reversed on both**"
+        return f"**reversed on {every}**"
     if any(v == "not measured yet" for v in verdicts):
-        return "not measured on both yet"
+        return f"not measured on {every} yet"
     if len(set(verdicts)) == 1:
-        return f"same on both: {verdicts[0]}"
+        return f"same on {every}: {verdicts[0]}"
     return "**differs**"
 
 
@@ -78,7 +79,9 @@ def compare_grids(
         f"Metric `{metric}`; verdicts as `prunekit report` gives them for each grid:\n",
         *sources,
         "",
-        _table(["Paper's finding", "paper", *names, "on both"], rows),
+        _table(
+            ["Paper's finding", "paper", *names, "on both" if len(names) == 2 else "on all"], rows
+        ),
     ]
     if notes:
         out += ["How the verdicts depend on the budget:\n", _table(["Finding", *names], notes)]

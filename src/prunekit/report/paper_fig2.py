@@ -96,8 +96,8 @@ def flat_lines(series: Series, base: int, window: float, tol: float) -> str:
         else:
             lines.append(
                 f"- {label}: still moving: {f.last_move:.1f} points over epochs "
-                f"{f.last_epoch - window:g}–{f.last_epoch:g} (gap {f.last_gap:+.1f} %); run Fig. 2 "
-                "longer with `--set paper.fig2.extra_epochs=N`"
+                f"{f.last_epoch - window:g}–{f.last_epoch:g} (gap {f.last_gap:+.1f} %); run "
+                "Fig. 2 longer with `--set paper.fig2.extra_epochs=N`"
             )
     return "\n".join(lines) + "\n"
 

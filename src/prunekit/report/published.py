@@ -131,8 +131,8 @@ def compare(
         pairs(tay, mag, lt), pairs(tay, mag, gt), _range(deltas(tay, mag)))  # fmt: skip
     un = meth.get("unstructured", {s: None for s in sizes})
     add("scratch", "Pruning a large model (unstructured) beats training that size from scratch",
-        _paper_range(T3["unstructured"], T3["scratch"]), pairs(un, scratch, lt), pairs(un, scratch, gt),
-        _range(deltas(un, scratch)))  # fmt: skip
+        _paper_range(T3["unstructured"], T3["scratch"]), pairs(un, scratch, lt),
+        pairs(un, scratch, gt), _range(deltas(un, scratch)))  # fmt: skip
     st, fa = (meth.get(m, {s: None for s in sizes}) for m in ("structured", "factorized"))
     worst = [st[s] > max(un[s], fa[s]) for s in sizes if None not in (st[s], un[s], fa[s])]
     add("structured", "Structured pruning is the worst method",
@@ -145,15 +145,17 @@ def compare(
     last = _fig2_last(cells)
     add("finetune", "Incremental stays ahead of one-shot after further fine-tuning",
         "35 % relative at 1M after 30 epochs", [d < 0 for d in last.values()],
-        [d > 0 for d in last.values()], _range(list(last.values())) + " at the last epoch")  # fmt: skip
+        [d > 0 for d in last.values()],
+        _range(list(last.values())) + " at the last epoch")  # fmt: skip
     layer = _fig3_deltas(cells)
     if layer:
         top = max(layer, key=layer.get)
-        add("output", "Pruning the output projection hurts most", "output layer worst", [top == "output"],
-            [False], ", ".join(f"{g} {d:+.1f} %" for g, d in sorted(layer.items())))  # fmt: skip
+        add("output", "Pruning the output projection hurts most", "output layer worst",
+            [top == "output"], [False],
+            ", ".join(f"{g} {d:+.1f} %" for g, d in sorted(layer.items())))  # fmt: skip
         if "attention" in layer:
-            add("attention", "Attention pruned to 75 % costs < 2 % PPL", "< 2 %", [layer["attention"] < 2.0],
-                [False], f"{layer['attention']:+.1f} %")  # fmt: skip
+            add("attention", "Attention pruned to 75 % costs < 2 % PPL", "< 2 %",
+                [layer["attention"] < 2.0], [False], f"{layer['attention']:+.1f} %")  # fmt: skip
 
     lines = [
         "## Side by side with seed 004's published numbers\n",
@@ -177,7 +179,7 @@ def findings_table(findings: list[dict[str, Any]]) -> str:
     head = ["Paper's finding", "paper", "ours", "verdict"]
     rows = [[f["finding"], f["paper"], f["ours"], f"**{f['verdict']}**"] for f in findings]
     if any(f.get("budget") for f in findings):
-        head.append("budget")
+        head.append("budget dependence")
         rows = [[*r, f.get("budget") or DASH] for r, f in zip(rows, findings, strict=True)]
     return _table(head, rows)
 
