@@ -117,6 +117,22 @@ def test_table1_sets_one_shot_with_training_beside_the_training_free_one(tmp_pat
     )
 
 
+def test_one_shot_with_training_can_turn_the_scheduler_verdict(tmp_path):
+    cells = [
+        _prune("unstructured", 0.5, 0, 86.0, 0, schedule="one-shot", crit="magnitude"),
+        _prune("unstructured", 0.5, 0, 60.0, 500, True, "one-shot", "magnitude"),
+        _prune("unstructured", 0.5, 0, 61.5, 500, crit="magnitude"),
+    ]
+    _write(tmp_path, cells)
+    paths = build_report(tmp_path, command="X", machine={})
+    findings = {f["id"]: f for f in json.loads(paths["results"].read_text())["findings"]}
+    assert findings["schedulers"]["verdict"] == "reproduced"  # vs the training-free one-shot
+    assert findings["schedulers"]["budget"] == (  # 61.5 / 60 - 1 = +2.5 %
+        "**depends on the budget**: vs one-shot + 500 training steps (as many as the incremental "
+        "run): +2.5 % to +2.5 %, incremental ahead at 0 of 1 sizes"
+    )
+
+
 def test_seeds_test_incremental_against_one_shot_with_training(tmp_path):
     cells = []
     for seed, d in enumerate((-0.5, 0.0, 0.5)):

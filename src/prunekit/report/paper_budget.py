@@ -113,7 +113,9 @@ def budget_axis(
     crit = ((paper.get("budget") or {}).get("criterion") or paper.get("t3_criterion")) or (
         axis_prune[0]["criterion"] if axis_prune else "taylor"
     )
-    methods = sorted({c["method"] for c in axis_prune}, key=lambda m: (METHOD_ORDER.get(m, 9), m))
+    methods = list((paper.get("budget") or {}).get("methods") or []) or sorted(
+        {c["method"] for c in axis_prune}, key=lambda m: (METHOD_ORDER.get(m, 9), m)
+    )
     aggs, cpu = budget_aggs(cells, metric), cpu_by_key(cells)
     base = next(c for c in cells if c["kind"] == "baseline")
     rows = []
@@ -199,12 +201,18 @@ def plot_budget(b: Budget, base_params: int, path: Path) -> None:
     pairs = [(s, m) for s in dict.fromkeys(r.size for r in b.rows) for m in b.methods]
     for i, (size, method) in enumerate(pairs):
         label = f"{_size_label(size, base_params)} {method}"
-        for ref, style, tag in (("scratch", "o-", ""), ("matched", "s--", " vs matched")):
+        refs = (("scratch", "o-", f" vs scratch {b.base_steps}"),
+                ("matched", "s--", f" vs scratch {b.base_steps} + N"))  # fmt: skip
+        for ref, style, tag in refs:
             pts = deltas(b, size, method, ref)
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, color=f"C{i}", label=label + tag)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set(xlabel="pruning steps N", ylabel="Δ% PPL vs from scratch", xscale="log")
+    steps = sorted({r.steps for r in b.rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(steps, [str(n) for n in steps])
+    ax.minorticks_off()
+    ax.set(xlabel="pruning steps N", ylabel="Δ% PPL vs from scratch")
     ax.set_title(f"Pruned vs from scratch by pruning budget ({b.criterion})")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -257,15 +265,21 @@ def method_note(b: Budget, method: str) -> str | None:
     return lead + ". ".join(parts)
 
 
-def oneshot_note(tuned: dict[float, Agg], inc: dict[float, Agg], steps: int | None) -> str | None:
-    """Incremental vs one-shot followed by the incremental run's training steps."""
+def oneshot_note(
+    tuned: dict[float, Agg], inc: dict[float, Agg], free: dict[float, Agg], steps: int | None
+) -> str | None:
+    """Incremental vs one-shot followed by the incremental run's training steps; it 'depends on
+    the budget' where incremental wins against the training-free one-shot (`free`) but not
+    against the trained one, or the other way round."""
     pairs = [(s, delta_pct(inc[s].mean, tuned[s].mean)) for s in tuned if s in inc]
     if not pairs:
         return None
     wins = sum(d < 0 for _, d in pairs)
+    turns = any((inc[s].mean < free[s].mean) != (d < 0) for s, d in pairs if s in free)
     lo, hi = min(d for _, d in pairs), max(d for _, d in pairs)
+    lead = "**depends on the budget**: " if turns else ""
     return (
-        f"vs one-shot + {steps or '?'} training steps (as many as the incremental run): "
+        f"{lead}vs one-shot + {steps or '?'} training steps (as many as the incremental run): "
         f"{lo:+.1f} % to {hi:+.1f} %, incremental ahead at {wins} of {len(pairs)} sizes"
     )
 
@@ -306,10 +320,13 @@ def finding_notes(
     flats: dict[float, Any],
 ) -> dict[str, str]:
     """Finding id -> how its verdict depends on the budget (see `published.compare`)."""
-    keys = {s: ("prune", "incremental", lay.t1_criterion, "unstructured", s) for s in lay.sizes}
-    inc = {s: aggs[k] for s, k in keys.items() if k in aggs}
+
+    def t1(schedule: str) -> dict[float, Agg]:
+        keys = {s: ("prune", schedule, lay.t1_criterion, "unstructured", s) for s in lay.sizes}
+        return {s: aggs[k] for s, k in keys.items() if k in aggs}
+
     notes = {
-        "schedulers": oneshot_note(tuned, inc, lay.prune_steps),
+        "schedulers": oneshot_note(tuned, t1("incremental"), t1("one-shot"), lay.prune_steps),
         "finetune": fig2_note(flats),
     }
     if budget is not None:

@@ -87,7 +87,10 @@ def flat_lines(series: Series, base: int, window: float, tol: float) -> str:
         f = flatness(pts, window, tol)
         label = _size_label(size, base)
         if f is None:
-            lines.append(f"- {label}: fewer than {window:g} epochs measured")
+            lines.append(
+                f"- {label}: fewer than {window:g} epochs measured; run Fig. 2 longer with "
+                "`--set paper.fig2.extra_epochs=N`"
+            )
         elif f.flat_from is not None:
             lines.append(
                 f"- {label}: flat from epoch {f.flat_from:g} (gap {f.last_gap:+.1f} % at epoch "
