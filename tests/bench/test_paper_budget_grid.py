@@ -148,6 +148,11 @@ def test_a_lost_source_is_rebuilt_without_rewriting_its_record(grid, recipe, tmp
     code = _bench(out, recipe, "--set", "paper.fig2.epochs=3", "--cells", FINETUNE)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "paper.fig2.extra_epochs" in err[0]
+    cfg, paper = load_paper_recipe(str(recipe), {"paper.fig2.extra_epochs": 1})
+    g = paper_bench.open_grid(cfg, paper, out)
+    (row,) = [r for r in paper_bench.describe(g, plan_cells(paper)) if r["id"] == FINETUNE]
+    assert (row["status"], row["steps_done"], row["steps"]) == ("extend", 0, 8)
+    assert row["seconds_left"] > row["estimate_seconds"]  # its lost source runs first
     assert _bench(out, recipe, "--set", "paper.fig2.extra_epochs=1", "--cells", FINETUNE) == 0
     assert (out / "cells" / f"{ONESHOT}.json").read_bytes() == source
     cell = json.loads((out / "cells" / f"{FINETUNE}.json").read_text())
