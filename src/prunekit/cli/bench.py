@@ -159,6 +159,9 @@ def run_paper(args: argparse.Namespace) -> int:
 
         summary = paper_bench.run_grid(grid, args.cells, on_cell=show)
         print(f"ran {len(summary['ran'])} cell(s), skipped {len(summary['skipped'])} finished")
+        if summary.get("regenerated"):
+            lost = ", ".join(summary["regenerated"])
+            print(f"ran again for their lost checkpoints (records kept): {lost}")
     if not args.no_report and (out / "cells" / "baseline.json").is_file():
         report_cmd = f"prunekit report {shlex.quote(str(out))}"
         paths = build_report(out, command=report_cmd, machine=machine_info())
