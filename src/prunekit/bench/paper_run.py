@@ -41,7 +41,13 @@ from prunekit.prune import (
     count_params,
     resolve_scope,
 )
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
+from prunekit.seeding import seed_everything
+from prunekit.train.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_state,
+    restore_interrupted,
+    save_checkpoint,
+)
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -279,11 +285,12 @@ def _fit(
         callbacks=[pruner] if pruner else [],
         run_state={"recipe": grid.cfg.model_dump(mode="json"), **run},
         progress=grid.progress,
+        label=out.name,
     )
     if pruner is not None:
         pruner.add_optimizer(trainer.optimizer)
     last = out / "checkpoints" / "last"
-    if last.exists():
+    if restore_interrupted(last):
         trainer.resume(last)
     trainer.fit()
     return trainer
@@ -375,7 +382,7 @@ def cell_settings(grid: Grid, cell: Cell) -> dict[str, Any]:
 def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
     """Run (or resume) `cell`, write `cells/<id>.json` atomically and return its record."""
     torch.set_num_threads(grid.cfg.train.threads)
-    torch.manual_seed(cell.seed)  # dropout; the data order follows train.seed
+    seed_everything(cell.seed)  # dropout; the data order follows train.seed
     started, cpu_started = time.perf_counter(), time.process_time()
     result = RUNNERS[cell.kind](grid, cell)
     record: dict[str, Any] = {**cell.spec(), **result, "settings": cell_settings(grid, cell)}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from prunekit.cli.common import add_recipe_args, recipe_from_args
+from prunekit.cli.common import add_recipe_args, check_out_dir, recipe_from_args
 from prunekit.pipelines.lm_baseline import train_baseline
-from prunekit.recipes import builtin
+from prunekit.seeding import seed_everything
 from prunekit.train.distributed import close_world, init_world
 
 
@@ -25,10 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
+    cfg = recipe_from_args(args)
+    out = check_out_dir(args.out)
+    seed_everything(cfg.train.seed)  # the same on every rank: dropout masks stay in step
     world = init_world()
     try:
-        metrics = train_baseline(cfg, Path(args.out), world=world, resume=not args.no_resume)
+        metrics = train_baseline(cfg, out, world=world, resume=not args.no_resume)
     finally:
         close_world(world)
     if world.is_main:
