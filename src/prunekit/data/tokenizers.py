@@ -159,6 +159,11 @@ def _spm_error(err: RuntimeError, vocab_size: int) -> PrunekitError | None:
             f"vocab_size={vocab_size} is smaller than the number of distinct characters in this "
             f"corpus{need}: raise data.vocab_size"
         )
+    if "all_chars_count" in msg:
+        return PrunekitError(
+            "the train split has no characters a sentencepiece tokenizer can learn (only "
+            "spaces or control characters): put text in it"
+        )
     return None
 
 

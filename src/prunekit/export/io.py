@@ -195,7 +195,15 @@ def load_compact(folder: str | Path, *, verify: bool = True) -> nn.Module:
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    tensors = _read_weights(folder, manifest, verify)
-    check_index(manifest["tensors"], tensors)
-    with torch.no_grad():
-        return build(manifest, tensors)
+    try:  # a manifest.json edited into other shapes of JSON must not end in a traceback
+        tensors = _read_weights(folder, manifest, verify)
+        check_index(manifest["tensors"], tensors)
+        with torch.no_grad():
+            return build(manifest, tensors)
+    except PrunekitError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise PrunekitError(
+            f"{folder / MANIFEST} is corrupt ({type(exc).__name__}: {str(exc)[:200]}): "
+            "re-export the model"
+        ) from None

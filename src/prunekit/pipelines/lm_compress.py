@@ -122,7 +122,12 @@ class SizeMilestones:
         return {"meta": {"pending": self.pending, "rows": self.rows}, "tensors": {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pending, self.rows = state["meta"]["pending"], state["meta"]["rows"]
+        pending, rows = state["meta"]["pending"], state["meta"]["rows"]
+        if not all(isinstance(s, int) for s in pending) or not all(
+            isinstance(r, dict) for r in rows
+        ):
+            raise TypeError("size milestones state is not lists of sizes and rows")
+        self.pending, self.rows = list(pending), list(rows)
 
 
 def _train_cfg(cfg: RunConfig, section: PruneSection):
@@ -183,7 +188,7 @@ def _run_one(
     row = measure(model, data, cfg, world=world)
     rows = [*milestones.rows, {"target_params": min(sizes), "step": trainer.step, **row}]
     for row in rows:
-        row.update({"variant": section.name, "baseline_params": None})
+        row.update({"variant": section.name, "baseline_params": None, "world_size": world.size})
     if world.is_main:
         write_json(done, {"rows": rows, "prune_config": pcfg.to_dict()})
     return rows

@@ -17,12 +17,10 @@ from __future__ import annotations
 import glob
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -31,6 +29,15 @@ from torch import nn
 from prunekit.atomic import default_mode, json_text, make_temp_dir, write_failed
 from prunekit.errors import PrunekitError
 from prunekit.export.io import file_sha256
+from prunekit.seeding import capture_rng, restore_rng, rng_states, set_rng_states
+
+__all__ = [
+    "capture_rng",
+    "load_checkpoint",
+    "read_checkpoint_state",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 2  # 2: state.json holds the files' sha256
 READABLE_VERSIONS = (1, 2)  # 1: written before the sha256 (e.g. committed portable baselines)
@@ -57,34 +64,44 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     items = [(k, v) for k, v in tensors.items() if k.startswith("optim.")]
     items += list(meta["scalars"].items())
     for name, value in items:
+        if not isinstance(value, torch.Tensor | int | float) or isinstance(value, bool):
+            raise TypeError(f"optimizer state {name!r} is {type(value).__name__}")
         _, idx, key = name.split(".", 2)
         state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
-    """Return the torch / numpy / python RNG states as (tensors, json)."""
-    np_state = np.random.get_state()
-    tensors = {
-        "rng.torch": torch.get_rng_state(),
-        "rng.numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-    }
-    py = random.getstate()
-    meta = {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
-    }
-    return tensors, meta
+def _check_like(saved: Any, live: Any, where: str) -> None:
+    """Raise TypeError unless `saved` has the structure and value types of `live` (JSON-wise)."""
+    if isinstance(live, dict):
+        if not isinstance(saved, dict) or set(saved) != set(live):
+            raise TypeError(f"{where} has other keys than this optimizer's")
+        for key in live:
+            _check_like(saved[key], live[key], f"{where}.{key}")
+    elif isinstance(live, list | tuple):
+        if not isinstance(saved, list | tuple) or len(saved) != len(live):
+            raise TypeError(f"{where} should have {len(live)} entries")
+        for i, (a, b) in enumerate(zip(saved, live, strict=True)):
+            _check_like(a, b, f"{where}[{i}]")
+    elif isinstance(live, bool) or live is None or isinstance(live, str):
+        if type(saved) is not type(live):
+            raise TypeError(f"{where} should be {type(live).__name__}")
+    elif isinstance(live, int | float) and (
+        isinstance(saved, bool) or not isinstance(saved, int | float)
+    ):
+        raise TypeError(f"{where} should be a number")
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Restore the RNG states written by `capture_rng`."""
-    torch.set_rng_state(tensors["rng.torch"])
-    name, pos, has_gauss, cached = meta["numpy"]
-    keys = tensors["rng.numpy"].numpy().astype(np.uint32)
-    np.random.set_state((name, keys, pos, has_gauss, cached))
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
+def _corrupt(path: Path, exc: Exception) -> PrunekitError:
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return PrunekitError(
+        f"checkpoint {path / 'state.json'} is corrupt ({type(exc).__name__}: {first}): delete "
+        "the checkpoint and resume from another one or retrain"
+    )
+
+
+# What interpreting a damaged state.json can raise (PrunekitError is a ValueError: re-raise it).
+CORRUPT_STATE = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
 
 
 def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -288,6 +305,18 @@ def load_checkpoint(
             "from an earlier checkpoint, or retrain"
         )
     del weights
+    try:  # everything read from state.json is checked before the model is touched
+        opt_state = rng = None
+        if optimizer is not None:
+            opt_state = _unflatten_optimizer(tensors, meta["optimizer"])
+            live = optimizer.state_dict()["param_groups"]
+            _check_like(opt_state["param_groups"], live, "optimizer.param_groups")
+        if restore_rng_state:
+            rng = rng_states(tensors, meta["rng"])
+    except PrunekitError:
+        raise
+    except CORRUPT_STATE as exc:
+        raise _corrupt(path, exc) from None
     try:
         missing, unexpected = load_model(model, str(path / MODEL_FILE), strict=False)
     except RuntimeError as exc:
@@ -301,8 +330,11 @@ def load_checkpoint(
             f"unexpected {sorted(unexpected)[:3]}): build the model with the checkpoint's config"
         )
     if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-    if restore_rng_state:
-        restore_rng(tensors, meta["rng"])
+        try:
+            optimizer.load_state_dict(opt_state)
+        except CORRUPT_STATE as exc:
+            raise _corrupt(path, exc) from None
+    if rng is not None:
+        set_rng_states(rng)
     extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
     return meta["state"], extra

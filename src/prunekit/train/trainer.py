@@ -23,7 +23,7 @@ from tqdm import tqdm
 from prunekit.config import TrainConfig
 from prunekit.errors import PrunekitError
 from prunekit.models.registry import registered_config
-from prunekit.train.checkpoint import load_checkpoint, save_checkpoint
+from prunekit.train.checkpoint import CORRUPT_STATE, load_checkpoint, save_checkpoint
 from prunekit.train.distributed import World, all_reduce_sum
 from prunekit.train.lr import lr_at
 from prunekit.train.task import Task
@@ -246,23 +246,66 @@ class Trainer:
         save_checkpoint(path, self.model, state, optimizer=self.optimizer, extra_tensors=extra)
 
     def resume(self, path: str | Path) -> None:
-        """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping)."""
+        """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping).
+
+        The optimizer's moments and step counts come from the checkpoint; its hyperparameters
+        (betas, weight decay, ...) stay those of `cfg`.
+
+        Raises:
+            PrunekitError: a corrupt, changed or non-finite checkpoint (see `load_checkpoint`).
+        """
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         state, extra = load_checkpoint(
             path, self.model, optimizer=self.optimizer, restore_rng_state=True
         )
-        self.step = state["step"]
+        for group, own in zip(self.optimizer.param_groups, hyper, strict=True):
+            group.update(own)
+        try:
+            self._restore(state, extra)
+        except PrunekitError:
+            raise
+        except CORRUPT_STATE as exc:
+            raise PrunekitError(
+                f"checkpoint {Path(path) / 'state.json'} has a corrupt run state "
+                f"({type(exc).__name__}: {str(exc)[:200]}): delete the checkpoint and resume "
+                "from another one or start over"
+            ) from None
+
+    def _restore(self, state: dict[str, Any], extra: dict[str, torch.Tensor]) -> None:
+        """Step, history, run state and callback states from a checkpoint's state (type-checked)."""
         h = state["history"]
+        best = h["best_valid_loss"]
         self.history = History(
-            train=[tuple(p) for p in h["train"]],
-            valid=[tuple(p) for p in h["valid"]],
-            best_valid_loss=math.inf if h["best_valid_loss"] is None else h["best_valid_loss"],
-            tokens_seen=h["tokens_seen"],
-            train_seconds=h["train_seconds"],
-            pending=list(h.get("pending", [])),
+            train=[(_count(s), _number(v)) for s, v in h["train"]],
+            valid=[(_count(s), _number(v)) for s, v in h["valid"]],
+            best_valid_loss=math.inf if best is None else _number(best),
+            tokens_seen=_count(h["tokens_seen"]),
+            train_seconds=_number(h["train_seconds"]),
+            pending=[_number(v) for v in h.get("pending", [])],
         )
-        self.run_state = state.get("run", {})
+        self.step = _count(state["step"])
+        run = state.get("run", {})
+        if not isinstance(run, dict):
+            raise TypeError("run state is not a mapping")
+        self.run_state = run
         for i, cb in enumerate(self.callbacks):
             if hasattr(cb, "load_state_dict"):
                 prefix = f"cb{i}/"
                 tensors = {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
                 cb.load_state_dict({"meta": state["callbacks"][str(i)], "tensors": tensors})
+
+
+def _number(value: Any) -> float:
+    """`value` if it is a finite int or float (not a bool), else TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not finite")
+    return value
+
+
+def _count(value: Any) -> int:
+    """`value` if it is an int >= 0 (not a bool), else TypeError / ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{value!r} is not a count")
+    return value
