@@ -14,6 +14,9 @@ from torch import nn
 from prunekit.atomic import write_json, write_with
 from prunekit.cli.main import main
 from prunekit.errors import PrunekitError
+from prunekit.export.compact import compact
+from prunekit.export.io import save_compact
+from prunekit.models import build_model
 from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 
 
@@ -125,6 +128,12 @@ def test_results_follow_the_umask(tmp_path, umask_027):
     assert _mode(tmp_path / "ck") == 0o750
     assert {_mode(f) for f in (tmp_path / "ck").iterdir()} == {0o640}
     assert _mode(tmp_path / "m.json") == _mode(tmp_path / "p.png") == 0o640
+    cfg = {"arch": "rnn", "vocab_size": 7, "d_embed": 4, "d_hidden": 4, "n_layer": 1}
+    model = build_model(cfg)
+    small, manifest = compact(model, dense=True, sparse="dense", dense_layout="rows", repeats=1)
+    save_compact(small, manifest, tmp_path / "export")
+    assert _mode(tmp_path / "export") == 0o750
+    assert {_mode(f) for f in (tmp_path / "export").iterdir()} == {0o640}
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prunekit.atomic import default_mode, make_temp_dir
 from prunekit.errors import PrunekitError
 from prunekit.export.manifest import (
     FORMAT,
@@ -114,7 +114,7 @@ def save_compact(
     )  # fmt: skip
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder)  # permissions follow the umask
     try:
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
@@ -122,6 +122,8 @@ def save_compact(
             "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        for file in (tmp / WEIGHTS, tmp / MANIFEST):
+            os.chmod(file, default_mode(folder=False))  # safetensors creates its files 0600
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
