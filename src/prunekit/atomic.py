@@ -1,6 +1,7 @@
 """Write files so that a crash never leaves a half-written one: temp file in the same folder, then rename.
 
-Files and folders made here get the permissions a plain `open()` / `mkdir()` would give under the
+Temp files carry the writer's pid; the next write of the same file removes those of writers
+that died (e.g. killed mid-write). Files and folders made here get the permissions a plain `open()` / `mkdir()` would give under the
 process umask (tempfile's own 0600 / 0700 would hide results from the rest of a team). A write
 that fails (a full disk, a read-only folder) is a one-line `PrunekitError` naming the file; the
 file it would have replaced is left as it was. JSON is written strictly: NaN and infinity, which
@@ -10,6 +11,7 @@ JSON does not have, become null.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -67,6 +69,25 @@ def make_temp_dir(beside: str | Path) -> Path:
     return tmp
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (True when it exists but is not ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Delete temp files for `path` left by killed writers (their pid is in the name)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`, on error delete it.
@@ -86,7 +107,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _remove_dead_temps(path)
+        prefix = f".{path.name}.{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path

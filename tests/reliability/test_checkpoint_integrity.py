@@ -155,3 +155,12 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "last", Net(8))[0] == {"step": 1}
     assert json.loads((tmp_path / "m.json").read_text()) == {"ok": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last", "m.json"]
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    dead = tmp_path / ".m.json.999999999.abcd.tmp"  # no such pid
+    alive = tmp_path / f".m.json.{os.getppid()}.efgh.tmp"  # a live writer's: left alone
+    dead.write_text("{")
+    alive.write_text("{")
+    write_json(tmp_path / "m.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "m.json"]

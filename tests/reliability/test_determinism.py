@@ -92,3 +92,29 @@ def test_train_killed_and_resumed_is_bit_exact_with_dropout(
     assert main(argv) == 0
     capsys.readouterr()
     assert run_differences(tmp_path / "straight", tmp_path / "killed") == []
+
+
+def test_a_kill_while_writing_best_at_the_last_evaluation_loses_nothing(
+    tiny_corpus, tiny_recipe, tmp_path, monkeypatch, capsys
+):
+    """`best` is written before `last`: a kill between them redoes the step on resume (found
+    by the kill trials: the other order left an old `best` behind for good)."""
+    path = tiny_recipe_file(tmp_path, tiny_recipe(tiny_corpus, steps=4, eval_every=2))
+    assert main(["train", "--recipe", str(path), "--out", str(tmp_path / "straight")]) == 0
+    best = json.loads((tmp_path / "straight/checkpoints/best/state.json").read_text())
+    assert best["state"]["step"] == 4  # the last evaluation improved, so it writes `best`
+    real = Trainer.save
+
+    def dying(self, where):
+        if self.step == 4 and where.name == "best":
+            monkeypatch.setattr(Trainer, "save", real)
+            raise Killed
+        real(self, where)
+
+    monkeypatch.setattr(Trainer, "save", dying)
+    argv = ["train", "--recipe", str(path), "--out", str(tmp_path / "killed")]
+    with pytest.raises(Killed):
+        main(argv)
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert run_differences(tmp_path / "straight", tmp_path / "killed") == []

@@ -8,7 +8,7 @@ from reliability_helpers import prune_section, tiny_recipe_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-TRIALS = {"train": 8, "prune": 8, "bench paper": 6}
+TRIALS = {"train": 10, "prune": 10, "bench paper": 8}
 
 
 def _recipe(tiny_corpus, tiny_recipe) -> dict:

@@ -212,10 +212,10 @@ class Trainer:
         improved = val < self.history.best_valid_loss
         if improved:
             self.history.best_valid_loss = val
-        if self.world.is_main:
-            self.save(self.checkpoint_dir / "last")
+        if self.world.is_main:  # best first: a kill between the two then redoes this step
             if improved:
                 self.save(self.checkpoint_dir / "best")
+            self.save(self.checkpoint_dir / "last")
 
     def _state(self) -> dict[str, Any]:
         h = self.history
