@@ -57,11 +57,13 @@ def fuzz_table(rows: list[dict[str, Any]]) -> list[str]:
     counts: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         counts[r["case"]][r["outcome"] if r["ok"] else "FAILED"] += 1
-    lines = ["| fuzzed input | cases | worked | one-line error | failed |", "|---|---|---|---|---|"]
+    head = "| fuzzed input | cases | worked | one-line error | bytes unchanged by the mutation | failed |"
+    lines = [head, "|---|---|---|---|---|---|"]
     for case, c in sorted(counts.items()):
         total = sum(c.values())
         lines.append(
-            f"| {case} | {total} | {c['worked']} | {c['one-line error']} | {c['FAILED']} |"
+            f"| {case} | {total} | {c['worked']} | {c['one-line error']} "
+            f"| {c['unchanged by the mutation']} | {c['FAILED']} |"
         )
     return lines
 

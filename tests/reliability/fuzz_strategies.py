@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Any
 
 from hypothesis import strategies as st
@@ -56,6 +57,37 @@ plausible = st.one_of(
 )
 
 
+_MODELS = {"data": DataConfig, "train": TrainConfig, "prune": PruneSection}
+_MODEL_TYPES = {
+    f.name: f.type for c in (TransformerLMConfig, RNNLMConfig) for f in dataclasses.fields(c)
+}
+
+
+def typed_value(section: str, key: str) -> st.SearchStrategy:
+    """A value of the type the key takes (a Literal's choices, a small number, a flag), so that
+    a recipe with it mostly still runs."""
+    if section in _MODELS and key in _MODELS[section].model_fields:
+        annotation = _MODELS[section].model_fields[key].annotation
+        if typing.get_origin(annotation) is typing.Literal:
+            return st.sampled_from(typing.get_args(annotation))
+        name = getattr(annotation, "__name__", str(annotation))
+    else:
+        name = str(_MODEL_TYPES.get(key, "str"))
+    if key == "arch":
+        return st.sampled_from(["transformer", "rnn"])
+    if name.startswith("bool"):
+        return st.booleans()
+    if name.startswith("int"):
+        return st.integers(1, 12)
+    if name.startswith("float"):
+        return st.floats(0.0, 0.6)
+    if name.startswith("list"):
+        return st.lists(st.floats(0.05, 0.9), min_size=1, max_size=3)
+    if name.startswith("dict"):
+        return st.just({})
+    return st.sampled_from(WORDS)
+
+
 @st.composite
 def recipe_edits(draw: st.DrawFn, junk: float = 0.5) -> list[tuple[str, Any]]:
     """A few (dotted key, value) edits to apply to a valid recipe: real keys mostly, some junk;
@@ -69,7 +101,7 @@ def recipe_edits(draw: st.DrawFn, junk: float = 0.5) -> list[tuple[str, Any]]:
             continue
         key = draw(st.sampled_from(SECTION_KEYS[section] + JUNK_KEYS[:anything]))
         dotted = f"prune.0.{key}" if section == "prune" else f"{section}.{key}"
-        edits.append((dotted, draw(values if anything else plausible)))
+        edits.append((dotted, draw(values if anything else typed_value(section, key))))
     return edits
 
 

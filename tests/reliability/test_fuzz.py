@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fault_harness import integrity_problems
 from fuzz_strategies import (
     byte_mutation,
     corpus_bytes,
@@ -136,7 +137,7 @@ def test_fuzzed_set_values_many(tiny_recipe, pairs):
     _set_case(tiny_recipe, pairs)
 
 
-def _corpus_case(splits: dict[str, bytes], tokenizer: str) -> None:
+def _corpus_case(splits: dict[str, bytes], tokenizer: str, vocab: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, data in splits.items():
@@ -147,7 +148,7 @@ def _corpus_case(splits: dict[str, bytes], tokenizer: str) -> None:
             tok = build_tokenizer(
                 tokenizer,
                 corpus.train,
-                30 if tokenizer != "word" else 0,
+                vocab,
                 cache_dir=folder / "cache",
             )
             for text in (corpus.train, corpus.valid, corpus.test):
@@ -172,9 +173,9 @@ def test_fuzzed_corpora_load_or_fail_in_one_line(splits):
 @pytest.mark.slow
 @pytest.mark.faults
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=CHECKS)
-@given(splits=corpora)
-def test_fuzzed_corpora_sentencepiece(splits):
-    _corpus_case(splits, "sentencepiece")
+@given(splits=corpora, vocab=st.integers(3, 40))
+def test_fuzzed_corpora_sentencepiece(splits, vocab):
+    _corpus_case(splits, "sentencepiece", vocab)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,9 @@ def _checkpoint_case(saved_trainer, name: str, mutation) -> None:
         ck = Path(tmp) / "last"
         shutil.copytree(source, ck)
         data = mutate((ck / name).read_bytes(), mutation)
+        if data == (ck / name).read_bytes():
+            record("fuzz", f"checkpoint bytes ({name})", "unchanged by the mutation", True)
+            return
         if data is None:
             (ck / name).unlink()
         else:
@@ -261,6 +265,9 @@ def _manifest_case(folder: Path, name: str, mutation) -> None:
         copy_ = Path(tmp) / "export"
         shutil.copytree(folder, copy_)
         data = mutate((copy_ / name).read_bytes(), mutation)
+        if data == (copy_ / name).read_bytes():
+            record("fuzz", f"manifest bytes ({name})", "unchanged by the mutation", True)
+            return
         if data is None:
             (copy_ / name).unlink()
         else:
@@ -312,6 +319,8 @@ def test_fuzzed_recipes_through_the_whole_cli(tiny_corpus, tiny_recipe, edits, c
         err = capsys.readouterr().err
         lines = [ln for ln in err.splitlines() if ln.strip()]
         ok = code == 0 or (code == 2 and lines[-1].startswith("prunekit run: error: "))
+        out = Path(tmp) / "run"
+        ok = ok and not (out.exists() and integrity_problems(out))  # nothing half-written
         outcome = "worked" if code == 0 else "one-line error"
         message = lines[-1][:160] if lines else ""
         record("fuzz", "prunekit run on fuzzed recipes", outcome, ok, message=message)

@@ -277,6 +277,35 @@ def _check_fits(path: Path, weights: dict[str, torch.Tensor], model: nn.Module) 
             )
 
 
+def _side_states(
+    path: Path,
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer | None,
+    restore_rng_state: bool,
+) -> tuple[dict | None, Any]:
+    """The optimizer state and RNG states a checkpoint holds, checked but not applied yet."""
+    bad = first_nonfinite({k: v for k, v in tensors.items() if not k.startswith("rng.")})
+    if bad is not None:
+        raise PrunekitError(
+            f"checkpoint {path} holds NaN or infinite values in {bad!r}: delete it and resume "
+            "from an earlier checkpoint, or retrain"
+        )
+    try:
+        opt_state = rng = None
+        if optimizer is not None:
+            opt_state = _unflatten_optimizer(tensors, meta["optimizer"])
+            live = optimizer.state_dict()["param_groups"]
+            _check_like(opt_state["param_groups"], live, "optimizer.param_groups")
+        if restore_rng_state:
+            rng = rng_states(tensors, meta["rng"])
+    except PrunekitError:
+        raise
+    except CORRUPT_STATE as exc:
+        raise _corrupt(path, exc) from None
+    return opt_state, rng
+
+
 def load_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -298,25 +327,8 @@ def load_checkpoint(
     tensors = _load_tensors(path, EXTRA_FILE, meta)
     weights = _load_tensors(path, MODEL_FILE, meta)  # validates the file before touching model
     _check_fits(path, weights, model)
-    bad = first_nonfinite({k: v for k, v in tensors.items() if not k.startswith("rng.")})
-    if bad is not None:
-        raise PrunekitError(
-            f"checkpoint {path} holds NaN or infinite values in {bad!r}: delete it and resume "
-            "from an earlier checkpoint, or retrain"
-        )
     del weights
-    try:  # everything read from state.json is checked before the model is touched
-        opt_state = rng = None
-        if optimizer is not None:
-            opt_state = _unflatten_optimizer(tensors, meta["optimizer"])
-            live = optimizer.state_dict()["param_groups"]
-            _check_like(opt_state["param_groups"], live, "optimizer.param_groups")
-        if restore_rng_state:
-            rng = rng_states(tensors, meta["rng"])
-    except PrunekitError:
-        raise
-    except CORRUPT_STATE as exc:
-        raise _corrupt(path, exc) from None
+    opt_state, rng = _side_states(path, meta, tensors, optimizer, restore_rng_state)
     try:
         missing, unexpected = load_model(model, str(path / MODEL_FILE), strict=False)
     except RuntimeError as exc:
