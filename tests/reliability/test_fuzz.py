@@ -350,6 +350,7 @@ def test_found_train_split_of_control_characters(tmp_path):
     [
         (("rng", "numpy"), None, "is corrupt (TypeError"),
         (("optimizer", "param_groups", 0, "betas"), None, "is corrupt (TypeError"),
+        (("optimizer", "param_groups", 0, "params", 0), 1, "is corrupt (ValueError"),
         (("state", "history", "pending"), ["x"], "has a corrupt run state (TypeError"),
         (("state", "step"), -3, "has a corrupt run state (TypeError"),
     ],
@@ -365,3 +366,9 @@ def test_found_state_json_edits(saved_trainer, tmp_path, path, value, message):
     (tmp_path / "last" / "state.json").write_text(json.dumps(meta))
     with pytest.raises(PrunekitError, match=message.replace("(", r"\(")):
         make(tmp_path / "out").resume(tmp_path / "last")
+
+
+def test_found_unknown_scope_key():
+    cfg = load_recipe(None, {"prune": [{"name": "u", "scope": {"includ": ["lm_head"]}}]})
+    with pytest.raises(PrunekitError, match="scope key 'includ' is not known: use module_types"):
+        check_sections(cfg, build_lm(cfg, V))

@@ -9,6 +9,7 @@ checkpoint. Under `torchrun` every rank trains and evaluates its share; rank 0 w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -49,6 +50,13 @@ def target_sizes(section: PruneSection, baseline_params: int) -> list[int]:
 
 def prune_config(section: PruneSection, model: nn.Module, target: int, steps: int) -> PruneConfig:
     """The PruneConfig that takes the dense `model` to `target` parameters (validates everything)."""
+    known = [f.name for f in dataclasses.fields(ScopeConfig)]
+    unknown = [k for k in section.scope if k not in known]
+    if unknown:
+        raise PrunekitError(
+            f"prune section {section.name!r}: scope key {unknown[0]!r} is not known: use "
+            f"{', '.join(known)}"
+        )
     scope = ScopeConfig(**section.scope)
     s = sparsity_for_size(
         model,

@@ -92,6 +92,20 @@ def _check_like(saved: Any, live: Any, where: str) -> None:
         raise TypeError(f"{where} should be a number")
 
 
+def _check_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer) -> None:
+    """Raise unless `saved` fits `optimizer`: same groups and parameter indices, and every
+    per-parameter tensor (moments) shaped like its parameter."""
+    live = optimizer.state_dict()["param_groups"]
+    _check_like(saved["param_groups"], live, "optimizer.param_groups")
+    if [g["params"] for g in saved["param_groups"]] != [g["params"] for g in live]:
+        raise ValueError("optimizer.param_groups lists other parameters than this optimizer's")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for idx, entry in saved["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[idx].shape:
+                raise ValueError(f"optimizer state {idx}.{key} has shape {list(value.shape)}")
+
+
 def _corrupt(path: Path, exc: Exception) -> PrunekitError:
     first = (str(exc).splitlines() or [""])[0][:200]
     return PrunekitError(
@@ -295,8 +309,7 @@ def _side_states(
         opt_state = rng = None
         if optimizer is not None:
             opt_state = _unflatten_optimizer(tensors, meta["optimizer"])
-            live = optimizer.state_dict()["param_groups"]
-            _check_like(opt_state["param_groups"], live, "optimizer.param_groups")
+            _check_optimizer_state(opt_state, optimizer)
         if restore_rng_state:
             rng = rng_states(tensors, meta["rng"])
     except PrunekitError:
