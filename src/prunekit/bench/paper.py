@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prunekit.atomic import write_json
+from prunekit.atomic import pid_alive, write_json
 from prunekit.bench.paper_cells import (
     Cell,
     cell_status,
@@ -64,16 +64,6 @@ def invocation(command: str) -> dict[str, Any]:
     }
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def grid_lock(out: Path) -> Iterator[None]:
     """Hold out/.lock while running, so two invocations never write the same cell.
@@ -88,7 +78,7 @@ def grid_lock(out: Path) -> Iterator[None]:
             pid = int(lock.read_text().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             raise PrunekitError(
                 f"{out} is being run by process {pid}: wait for it, or remove {lock} if that "
                 "process is not a prunekit run"

@@ -41,7 +41,13 @@ from prunekit.prune import (
     count_params,
     resolve_scope,
 )
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
+from prunekit.seeding import seed_everything
+from prunekit.train.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_state,
+    restore_interrupted,
+    save_checkpoint,
+)
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -279,11 +285,12 @@ def _fit(
         callbacks=[pruner] if pruner else [],
         run_state={"recipe": grid.cfg.model_dump(mode="json"), **run},
         progress=grid.progress,
+        label=out.name,
     )
     if pruner is not None:
         pruner.add_optimizer(trainer.optimizer)
     last = out / "checkpoints" / "last"
-    if last.exists():
+    if restore_interrupted(last):
         trainer.resume(last)
     trainer.fit()
     return trainer
@@ -401,7 +408,7 @@ def run_cell(grid: Grid, cell: Cell, notes: dict[str, Any] | None = None) -> dic
     steps an earlier call had checkpointed (0: the whole run is in this call). `notes` are added.
     """
     torch.set_num_threads(grid.cfg.train.threads)
-    torch.manual_seed(cell.seed)  # dropout; the data order follows train.seed
+    seed_everything(cell.seed)  # dropout; the data order follows train.seed
     resumed = checkpointed_steps(grid.out, cell.id)
     started, cpu_started = time.perf_counter(), time.process_time()
     result = RUNNERS[cell.kind](grid, cell)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from prunekit.config import RunConfig, parse_recipe
 from prunekit.config.recipe import set_dotted
 from prunekit.errors import PrunekitError
-from prunekit.recipes import builtin
+from prunekit.recipes import resolve_recipe
 
 FIG3_GROUPS: dict[str, list[str]] = {
     "embedding": ["embed.weight"],
@@ -206,16 +206,7 @@ def resolve_recipe_path(recipe: str | None) -> Path:
     Raises:
         PrunekitError: neither a file nor a built-in recipe.
     """
-    if recipe is None:
-        return builtin("paper")
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    if "/" not in recipe and builtin(recipe).is_file():
-        return builtin(recipe)
-    raise PrunekitError(
-        f"recipe {recipe} does not exist: pass a YAML file or a built-in name (paper, paper_tiny)"
-    )
+    return resolve_recipe(recipe, "paper")
 
 
 def load_paper_recipe(

@@ -19,9 +19,9 @@ from prunekit.cli.bench_foreign import add_foreign_parser
 from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
 from prunekit.cli.bench_stream import add_stream_parser
-from prunekit.cli.common import add_recipe_args, parse_overrides, recipe_from_args
+from prunekit.cli.common import add_recipe_args, check_out_dir, parse_overrides, recipe_from_args
 from prunekit.machine import machine_info
-from prunekit.recipes import builtin
+from prunekit.seeding import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,8 @@ def _add_training_bench(which, name: str, help: str, steps: int, func) -> None:
 
 def _run_training_bench(args: argparse.Namespace, module, name: str) -> int:
     """Measure with `module.measure`, save `name`.json/.md under --out, print the Markdown."""
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
+    cfg = recipe_from_args(args)
+    check_out_dir(args.out)
     threads = [int(n) for n in args.threads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         result = module.measure(
@@ -140,7 +141,8 @@ def run_paper(args: argparse.Namespace) -> int:
     cfg, paper = load_paper_recipe(args.recipe, parse_overrides(args.set))
     corpus = cfg.data.corpus
     suffix = "" if corpus == "shakespeare" else "-" + Path(corpus).stem
-    out = Path(args.out or f"runs/paper-{cfg.name}{suffix}")
+    out = check_out_dir(args.out or f"runs/paper-{cfg.name}{suffix}")
+    seed_everything(cfg.train.seed)  # and each cell from its own seed (`run_cell`)
     command = _paper_command(args)
     grid = paper_bench.open_grid(cfg, paper, out, command, progress=args.progress)
     if args.dry_run:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from prunekit.config import parse_recipe
+from prunekit.errors import PrunekitError
 from prunekit.models import build_model
 from prunekit.pipelines.lm_baseline import evaluate, prepare_data
+from prunekit.seeding import seed_everything
 from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
 
 
@@ -30,8 +33,16 @@ def run(args: argparse.Namespace) -> int:
     if args.corpus:
         recipe["data"]["corpus"] = args.corpus
     cfg = parse_recipe(recipe)
+    seed_everything(cfg.train.seed)
     data = prepare_data(cfg)
     model = build_model(state["model_config"])
     load_checkpoint(path, model)
-    print(json.dumps(evaluate(model, data, cfg), indent=1))
+    result = evaluate(model, data, cfg)
+    for key in ("valid_loss", "test_loss"):
+        if not math.isfinite(result[key]):
+            raise PrunekitError(
+                f"checkpoint {path} gives {key} {result[key]} (its outputs overflow: the run "
+                "diverged): evaluate an earlier checkpoint, or retrain with a lower train.lr"
+            )
+    print(json.dumps(result, indent=1))
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.cli.common import check_out_dir
 from prunekit.errors import PrunekitError
 from prunekit.export.compact import compact, summarize
 from prunekit.export.int8_choice import quantize_compact
@@ -131,7 +132,7 @@ def _write_onnx(model: nn.Module, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path, out = Path(args.checkpoint), Path(args.out)
+    path, out = Path(args.checkpoint), check_out_dir(args.out)
     model, config = load_pruned(path)
     consumers = (config.method_args.get("consumers") if config else None) or None
     opts = {"batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunekit.atomic import write_json, write_text
-from prunekit.cli.common import add_recipe_args, recipe_from_args
+from prunekit.cli.common import add_recipe_args, check_out_dir, recipe_from_args
 from prunekit.config import RunConfig
 from prunekit.lowrank.report import lowrank_markdown, plot_pareto
 from prunekit.machine import machine_info
@@ -17,10 +17,10 @@ from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baselin
 from prunekit.pipelines.lm_compress import check_sections, compress
 from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
 from prunekit.pipelines.lm_narang import check_narang
-from prunekit.recipes import builtin
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table
 from prunekit.report.plots import plot_curves, plot_ppl_vs_size
+from prunekit.seeding import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,8 +76,9 @@ def write_report(result: dict[str, Any], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
-    out = Path(args.out)
+    cfg = recipe_from_args(args)
+    out = check_out_dir(args.out)
+    seed_everything(cfg.train.seed)
     result = run_all(cfg, out, resume=not args.no_resume)
     write_report(result, out)
     base = result["baseline"]

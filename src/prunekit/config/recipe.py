@@ -56,7 +56,7 @@ class TrainConfig(_Strict):
     )  # also save checkpoints/last every N steps (0 = only at evals)
     eval_batch_size: int = Field(16, ge=1)
     log_every: int = Field(10, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # torch, numpy, random, dropout and data order
     threads: int = Field(2, ge=1)
     shuffle: bool = True
 
@@ -147,6 +147,25 @@ def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = 
         raise PrunekitError(_describe(exc.errors()[0])) from None
 
 
+def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (not validated; an empty file gives {}).
+
+    Raises:
+        PrunekitError: missing file, bad YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
+    return raw or {}
+
+
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML recipe (None = the built-in defaults) and validate it.
 
@@ -155,14 +174,4 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
     """
     if path is None:
         return parse_recipe({}, overrides)
-    path = Path(path)
-    if not path.is_file():
-        raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
-    return parse_recipe(raw, overrides)
+    return parse_recipe(read_recipe_yaml(path), overrides)

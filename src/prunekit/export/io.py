@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prunekit.atomic import default_mode, make_temp_dir
 from prunekit.errors import PrunekitError
 from prunekit.export.manifest import (
     FOREIGN,
@@ -123,7 +123,7 @@ def save_compact(
     )  # fmt: skip
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder)  # permissions follow the umask
     try:
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
@@ -131,6 +131,8 @@ def save_compact(
             "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        for file in (tmp / WEIGHTS, tmp / MANIFEST):
+            os.chmod(file, default_mode(folder=False))  # safetensors creates its files 0600
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -215,7 +217,15 @@ def load_compact(
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    tensors = _read_weights(folder, manifest, verify)
-    check_index(manifest["tensors"], tensors)
-    with torch.no_grad():
-        return build(manifest, tensors, model)
+    try:  # a manifest.json edited into other shapes of JSON must not end in a traceback
+        tensors = _read_weights(folder, manifest, verify)
+        check_index(manifest["tensors"], tensors)
+        with torch.no_grad():
+            return build(manifest, tensors, model)
+    except PrunekitError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise PrunekitError(
+            f"{folder / MANIFEST} is corrupt ({type(exc).__name__}: {str(exc)[:200]}): "
+            "re-export the model"
+        ) from None

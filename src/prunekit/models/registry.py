@@ -37,7 +37,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
         raise PrunekitError(f"model.arch is missing: set model.arch to one of {_allowed()}")
     fields = dict(config)
     arch = fields.pop("arch")
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise PrunekitError(f"model.arch={arch!r} is not supported: choose one of {_allowed()}")
     config_cls, model_cls = ARCHS[arch]
     return model_cls(config_cls.from_dict(fields))

@@ -18,7 +18,8 @@ from prunekit.eval.flops import flops_per_token
 from prunekit.eval.perplexity import score_tokens
 from prunekit.eval.size import size_report
 from prunekit.models import build_model
-from prunekit.train.checkpoint import load_checkpoint
+from prunekit.progress import note, progress_bar
+from prunekit.train.checkpoint import load_checkpoint, restore_interrupted
 from prunekit.train.distributed import World, barrier
 from prunekit.train.task import LMTask
 from prunekit.train.trainer import Trainer
@@ -39,6 +40,7 @@ class LMData:
 
 def prepare_data(cfg: RunConfig) -> LMData:
     """Load the recipe's corpus and tokenize it (tokenizer trained on train only, cached)."""
+    note(f"data: reading {cfg.data.corpus}")
     corpus = load_corpus(cfg.data.corpus, text=cfg.data.text)
     tok = build_tokenizer(
         cfg.data.tokenizer,
@@ -47,7 +49,10 @@ def prepare_data(cfg: RunConfig) -> LMData:
         model_type=cfg.data.spm_model_type,
     )
     splits = {"train": corpus.train, "valid": corpus.valid, "test": corpus.test}
-    streams = {name: tok.encode_corpus(text) for name, text in splits.items()}
+    streams = {
+        name: tok.encode_corpus(text)
+        for name, text in progress_bar(splits.items(), "data: tokenize")
+    }
     words = {name: tok.count_words(text) for name, text in splits.items()}
     return LMData(tokenizer=tok, words=words, **streams)
 
@@ -109,9 +114,10 @@ def train_baseline(
         world=world,
         progress=progress,
         run_state={"recipe": cfg.model_dump(mode="json")},
+        label=f"train {cfg.name}",
     )
     last = trainer.checkpoint_dir / "last"
-    if resume and last.exists():
+    if resume and restore_interrupted(last):
         log.info("resuming from %s", last)
         trainer.resume(last)
     started = time.perf_counter()

@@ -2,11 +2,14 @@
 
 Incremental sections run once: the cubic schedule (eq. 4) goes to the smallest size, and a
 checkpoint + evaluation is taken as the model passes each larger size. One-shot sections run once
-per size: prune at step 0, then fine-tune. Every run resumes from its last checkpoint.
+per size: prune at step 0, then fine-tune. Every run starts from the recipe's seed, checkpoints
+every `train.checkpoint_every` steps (default: a tenth of the section) and resumes from its last
+checkpoint. Under `torchrun` every rank trains and evaluates its share; rank 0 writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,12 +20,15 @@ from torch import nn
 
 from prunekit.atomic import write_json
 from prunekit.config import PruneSection, RunConfig
+from prunekit.errors import PrunekitError
 from prunekit.eval.flops import sparse_flops_per_token
 from prunekit.models import build_model
 from prunekit.pipelines.lm_baseline import LMData, evaluate, lm_task
 from prunekit.prune import Cubic, OneShot, PruneConfig, Pruner, ScopeConfig, calibrate
 from prunekit.prune.size import count_params, sparsity_for_size
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
+from prunekit.seeding import same_rng_state, seed_everything
+from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state, restore_interrupted
+from prunekit.train.distributed import World
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,13 @@ def target_sizes(section: PruneSection, baseline_params: int) -> list[int]:
 
 def prune_config(section: PruneSection, model: nn.Module, target: int, steps: int) -> PruneConfig:
     """The PruneConfig that takes the dense `model` to `target` parameters (validates everything)."""
+    known = [f.name for f in dataclasses.fields(ScopeConfig)]
+    unknown = [k for k in section.scope if k not in known]
+    if unknown:
+        raise PrunekitError(
+            f"prune section {section.name!r}: scope key {unknown[0]!r} is not known: use "
+            f"{', '.join(known)}"
+        )
     scope = ScopeConfig(**section.scope)
     s = sparsity_for_size(
         model,
@@ -68,9 +81,11 @@ def prune_config(section: PruneSection, model: nn.Module, target: int, steps: in
     )
 
 
-def measure(model: nn.Module, data: LMData, cfg: RunConfig) -> dict[str, Any]:
+def measure(
+    model: nn.Module, data: LMData, cfg: RunConfig, *, world: World = World()
+) -> dict[str, Any]:
     """`experiment.evaluate` plus the effective size and the zero-skipping FLOPs."""
-    out = evaluate(model, data, cfg)
+    out = evaluate(model, data, cfg, world=world)
     out["effective_params"] = count_params(model)
     out["sparse_flops_per_token"] = sparse_flops_per_token(model, (cfg.train.bptt + 1) // 2)
     return out
@@ -82,10 +97,19 @@ class SizeMilestones:
     Sizes only change on pruning steps, so the (whole-model) count runs only after those.
     """
 
-    def __init__(self, sizes: list[int], schedule: Any, data: LMData, cfg: RunConfig, out: Path):
+    def __init__(
+        self,
+        sizes: list[int],
+        schedule: Any,
+        data: LMData,
+        cfg: RunConfig,
+        out: Path,
+        world: World = World(),
+    ):
         self.pending = sorted(sizes, reverse=True)
         self.rows: list[dict[str, Any]] = []
         self.schedule, self.data, self.cfg, self.out = schedule, data, cfg, out
+        self.world = world
 
     def after_step(self, trainer: Trainer, step: int) -> None:
         if not self.pending or not self.schedule.should_update(step - 1):
@@ -94,10 +118,11 @@ class SizeMilestones:
         passed = [s for s in self.pending if params <= s]
         if not passed:
             return
-        row = measure(trainer.model, self.data, self.cfg)
+        row = measure(trainer.model, self.data, self.cfg, world=self.world)
         for size in passed:
             self.pending.remove(size)
-            trainer.save(self.out / f"size-{size}")
+            if self.world.is_main:
+                trainer.save(self.out / f"size-{size}")
             self.rows.append({"target_params": size, "step": step, **row})
             log.info("reached %d params at step %d: valid ppl %.2f", size, step, row["valid_ppl"])
 
@@ -105,7 +130,12 @@ class SizeMilestones:
         return {"meta": {"pending": self.pending, "rows": self.rows}, "tensors": {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pending, self.rows = state["meta"]["pending"], state["meta"]["rows"]
+        pending, rows = state["meta"]["pending"], state["meta"]["rows"]
+        if not all(isinstance(s, int) for s in pending) or not all(
+            isinstance(r, dict) for r in rows
+        ):
+            raise TypeError("size milestones state is not lists of sizes and rows")
+        self.pending, self.rows = list(pending), list(rows)
 
 
 def _train_cfg(cfg: RunConfig, section: PruneSection):
@@ -115,6 +145,7 @@ def _train_cfg(cfg: RunConfig, section: PruneSection):
             "lr": section.lr,
             "warmup_steps": min(cfg.train.warmup_steps, section.steps // 10),
             "eval_every": section.steps,
+            "checkpoint_every": cfg.train.checkpoint_every or max(1, section.steps // 10),
         }
     )
 
@@ -126,6 +157,7 @@ def _run_one(
     data: LMData,
     out: Path,
     sizes: list[int],
+    world: World,
 ) -> list[dict[str, Any]]:
     """One pruning run to min(sizes) (checkpointing at the others); returns a row per size."""
     done = out / "result.json"
@@ -136,34 +168,37 @@ def _run_one(
     pruner = Pruner(model, pcfg).attach()
     task = lm_task(data, cfg)
     batches = task.train
-    last = out / "checkpoints" / "last"
+    resuming = restore_interrupted(out / "checkpoints" / "last")
     incremental = section.schedule == "incremental"
-    if not incremental and not last.exists():
+    if not incremental and not resuming:
         if pruner.criterion.needs_grad or pruner.criterion.needs_inputs:
             n = min(section.calibration_batches, len(batches))
             calibrate(pruner, (batches.window(i) for i in range(n)))
         pruner.prune_now(pcfg.schedule.sparsity)  # type: ignore[union-attr]
     larger = [s for s in sizes if s != min(sizes)]
-    milestones = SizeMilestones(larger, pcfg.schedule, data, cfg, out)
+    milestones = SizeMilestones(larger, pcfg.schedule, data, cfg, out, world)
     callbacks: list[Any] = [pruner, milestones] if incremental else []
     trainer = Trainer(
         model,
         task,
         _train_cfg(cfg, section),
         out,
+        world=world,
         callbacks=callbacks,
         run_state={"recipe": cfg.model_dump(mode="json"), "prune": pcfg.to_dict()},
+        label=f"prune {section.name}",
     )
     if incremental:
         pruner.add_optimizer(trainer.optimizer)
-    if last.exists():
-        trainer.resume(last)
+    if resuming:
+        trainer.resume(out / "checkpoints" / "last")
     trainer.fit()
-    final = {"target_params": min(sizes), "step": trainer.step, **measure(model, data, cfg)}
-    rows = [*milestones.rows, final]
+    row = measure(model, data, cfg, world=world)
+    rows = [*milestones.rows, {"target_params": min(sizes), "step": trainer.step, **row}]
     for row in rows:
-        row.update({"variant": section.name, "baseline_params": None})
-    write_json(done, {"rows": rows, "prune_config": pcfg.to_dict()})
+        row.update({"variant": section.name, "baseline_params": None, "world_size": world.size})
+    if world.is_main:
+        write_json(done, {"rows": rows, "prune_config": pcfg.to_dict()})
     return rows
 
 
@@ -178,12 +213,27 @@ def check_sections(cfg: RunConfig, model: nn.Module) -> None:
         if section.schedule == "narang":
             continue  # trains from scratch: see prunekit.pipelines.lm_narang.check_narang
         for size in target_sizes(section, base):
+            if size >= base:
+                raise PrunekitError(
+                    f"prune section {section.name!r}: size {size:,} is not below the model's "
+                    f"{base:,} parameters: give sizes as fractions below 1 (e.g. 0.5) or as "
+                    f"counts below {base:,}"
+                )
             prune_config(section, model, size, section.steps)
 
 
-def compress(cfg: RunConfig, section: PruneSection, baseline: Path, data: LMData, out: Path):
+def compress(
+    cfg: RunConfig,
+    section: PruneSection,
+    baseline: Path,
+    data: LMData,
+    out: Path,
+    *,
+    world: World = World(),
+):
     """Run one recipe `prune` section from the baseline checkpoint; return one row per size."""
     torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)  # what ran before (another section, a resume) is moot
     base_params = count_params(load_trained(baseline))
     sizes = target_sizes(section, base_params)
     if section.schedule == "narang":  # lm_narang imports this module, hence the late import
@@ -191,13 +241,12 @@ def compress(cfg: RunConfig, section: PruneSection, baseline: Path, data: LMData
 
         rows = narang_rows(cfg, section, baseline, data, out)
     elif section.schedule == "incremental":
-        rows = _run_one(cfg, section, baseline, data, out, sizes)
+        rows = _run_one(cfg, section, baseline, data, out, sizes, world)
     else:
-        rows = [
-            r
-            for size in sizes
-            for r in _run_one(cfg, section, baseline, data, out / f"size-{size}", [size])
-        ]
+        rows = []
+        for size in sizes:
+            with same_rng_state():  # each size starts alike, whether the others ran or not
+                rows += _run_one(cfg, section, baseline, data, out / f"size-{size}", [size], world)
     for row in rows:
         row["baseline_params"] = base_params
         row["size_fraction"] = row["effective_params"] / base_params
