@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 from prunekit.cli.common import add_recipe_args, recipe_from_args
-from prunekit.recipes import builtin
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +34,7 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
     from prunekit.audio.corpus_features import corpus_features, features_dir
     from prunekit.audio.features import LogMel
 
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
+    cfg = recipe_from_args(args)
     speech = with_text_corpus(cfg.speech, cfg.data.corpus)
     corpus = speech_corpus(speech, progress=args.progress)
     splits = {}
