@@ -13,7 +13,9 @@ real recordings alike:
 ROOT is `$PRUNEKIT_CACHE/speech/kws-KEY`, KEY a hash of the plan (words, voices, recording
 conditions), the synthesizers' versions and this module's format. Speakers are split three ways:
 test speakers (`test_voices`, the audio layer's held-out voices) and dev speakers (`dev_voices`)
-never say anything in train. Each clip places the trimmed word at a random offset in 1 s and
+never say anything in train. Training clips draw a synthesizer by its share, then one of its
+speakers; dev and test clips draw a speaker uniformly (as Speech Commands has many speakers with
+a few clips each), so no single held-out voice dominates the score. Each clip places the trimmed word at a random offset in 1 s and
 gets the recording conditions of `KWSSynthConfig` (light noise, a room, a level); the training
 augmentation of Speech Commands (time shift, background noise) comes later, with the features
 (`audio.kws_features`), as in TensorFlow's `input_data.py`.
@@ -154,6 +156,15 @@ def _pools(cfg: KWSSynthConfig) -> dict[str, VoicePool]:
     return {s: VoicePool(voices, g, cfg.engines) for s, g in groups.items()}
 
 
+def _draw(pool: VoicePool, rng: random.Random, by_speaker: bool) -> Voice:
+    """A voice: by engine share (training: every engine well represented), or with every
+    speaker equally likely (dev / test: no single held-out voice dominates the score)."""
+    if not by_speaker:
+        return pool.draw(rng)
+    speaker = rng.choice(sorted(pool.by_speaker))
+    return rng.choice(pool.by_speaker[speaker])
+
+
 def _conditions(cfg: KWSSynthConfig, rng: random.Random) -> Augmentation:
     """One clip's recording conditions (no speed change: voices already vary in rate)."""
     noise = rng.choice(("white", "pink", "brown")) if rng.random() < cfg.noise_prob else ""
@@ -177,7 +188,7 @@ def plan_kws(cfg: KWSSynthConfig) -> list[PlannedUtterance]:
         words += [rng.choice(UNKNOWN_WORDS) for _ in range(n)]
         taken: Counter[tuple[str, str]] = Counter()
         for word in words:
-            voice = pools[split].draw(rng)
+            voice = _draw(pools[split], rng, by_speaker=split != "train")
             tag = speaker_tag(voice.speaker)
             k = taken[word, tag]
             taken[word, tag] += 1
