@@ -211,3 +211,13 @@ def test_a_folder_is_a_bench_data_provider(tmp_path):
     data = load_data(str(make_folder(tmp_path / "sc")))
     assert data.labels == list(LABELS) and data.frames == 99 and data.n_in == 32
     assert data.meta["provider"] == "speech-commands" and data.train_x.shape[0] == 40 + 4 + 4
+
+
+def test_speech_provider_reads_the_synthetic_folder(tmp_path, monkeypatch):
+    from prunekit.audio import kws_synth as synth_module
+
+    folder = make_folder(tmp_path / "sc")
+    monkeypatch.setattr(synth_module, "synthetic_speech_commands", lambda: folder)
+    data = load_data("speech", seed=3)
+    assert data.meta["provider"] == "speech" and data.meta["seed"] == 3
+    assert data.meta["source"] == str(folder.resolve()) and data.labels[0] == "_silence_"
