@@ -1,7 +1,8 @@
 """Render a planned corpus to 16 kHz 16-bit wav files: in parallel, resumable, with a progress bar.
 
-Every utterance is written atomically to `ROOT/wav/SPLIT/ID.wav`, so a killed build leaves only
-whole files, and building again renders only the missing ones. The wall-clock time spent is
+Every utterance is written atomically to `ROOT/wav/SPLIT/ID.wav` (or where `path_fn` says), so a
+killed build leaves only whole files, and building again renders only the missing ones. Other
+corpora (keyword clips, `audio.kws_synth`) pass their own `render_fn` and `path_fn`. The wall-clock time spent is
 accumulated across sessions in `ROOT/progress.json`.
 """
 
@@ -46,8 +47,14 @@ def render(utt: PlannedUtterance, babble_pool: list[torch.Tensor]) -> torch.Tens
     return apply_augmentation(wave, utt.augment, babble_pool=babble_pool)
 
 
-def _render_to(utt: PlannedUtterance, root: Path) -> None:
-    write_wav(wav_path(root, utt), render(utt, _BABBLE))
+RenderFn = Callable[[PlannedUtterance, list[torch.Tensor]], torch.Tensor]
+"""(utterance, babble clips) -> its (T,) waveform at 16 kHz; a module-level function (pickled)."""
+PathFn = Callable[[Path, PlannedUtterance], Path]
+"""(corpus root, utterance) -> where its wav goes."""
+
+
+def _render_to(utt: PlannedUtterance, root: Path, render_fn: RenderFn, path_fn: PathFn) -> None:
+    write_wav(path_fn(root, utt), render_fn(utt, _BABBLE))
 
 
 def _load_babble(babble_paths: list[Path]) -> None:
@@ -92,17 +99,18 @@ def _run_pool(
     babble: list[Path],
     workers: int,
     done: Callable[[], None],
+    fns: tuple[RenderFn, PathFn],
 ) -> None:
     if workers == 1:
         _load_babble(babble)
         with num_threads(1):
             for utt in pending:
-                _render_to(utt, root)
+                _render_to(utt, root, *fns)
                 done()
         return
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(workers, ctx, _init_worker, (babble, os.getpid())) as pool:
-        futures = [pool.submit(_render_to, utt, root) for utt in pending]
+        futures = [pool.submit(_render_to, utt, root, *fns) for utt in pending]
         try:
             for future in cf.as_completed(futures):
                 future.result()
@@ -114,11 +122,20 @@ def _run_pool(
 
 
 def build(
-    plan: list[PlannedUtterance], root: Path, *, workers: int = 2, progress: bool = True
+    plan: list[PlannedUtterance],
+    root: Path,
+    *,
+    workers: int = 2,
+    progress: bool = True,
+    render_fn: RenderFn = render,
+    path_fn: PathFn = wav_path,
+    desc: str = "speech corpus",
 ) -> dict[str, float]:
     """Render every planned utterance that has no wav yet under `root`.
 
     Babble clips are rendered first (the training utterances mix them in as noise).
+    `render_fn` / `path_fn` (module-level functions, as workers are spawned) replace `render`
+    and `wav_path`.
 
     Returns:
         {"rendered": utterances rendered now, "seconds": build wall-clock seconds over all
@@ -127,13 +144,13 @@ def build(
     clock = _Clock(root)
     babble = [u for u in plan if u.split == "babble"]
     rest = [u for u in plan if u.split != "babble"]
-    pending_babble = [u for u in babble if not wav_path(root, u).is_file()]
-    pending = [u for u in rest if not wav_path(root, u).is_file()]
+    pending_babble = [u for u in babble if not path_fn(root, u).is_file()]
+    pending = [u for u in rest if not path_fn(root, u).is_file()]
     bar = tqdm(
         total=len(plan),
         initial=len(plan) - len(pending) - len(pending_babble),
         unit="utt",
-        desc="speech corpus",
+        desc=desc,
         disable=not progress,
         dynamic_ncols=True,
     )
@@ -143,8 +160,9 @@ def build(
         clock.tick()
 
     try:
-        _run_pool(pending_babble, root, [], 1, done)
-        _run_pool(pending, root, [wav_path(root, u) for u in babble], workers, done)
+        fns = (render_fn, path_fn)
+        _run_pool(pending_babble, root, [], 1, done, fns)
+        _run_pool(pending, root, [path_fn(root, u) for u in babble], workers, done, fns)
     finally:
         bar.close()
         clock.tick(force=True)

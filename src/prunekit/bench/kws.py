@@ -2,134 +2,77 @@
 
 Rows: FastGRNN (LSQ+Q), FastGRNN-LSQ (i.e. without LSQ), FastRNN, RNN, GRU, LSTM, and EdgeML's own
 FastGRNN trained on the same clips with the same hyperparameters. For each: test accuracy, size
-in KB as the paper counts it, and 1-thread prediction time per clip (float; for the quantized
-models also the numpy integer path and the compiled C reference). The LSQ+Q rows also report
-their float accuracy, the integer path's agreement with it, and whether the C reference is
-bit-equal to the Python integer path.
+in KB as the paper counts it (`bench.kws_measure.quality_facts`), and 1-thread prediction time
+per clip (`timing_facts`: float path, eager model, numpy integer path, C reference).
 
-Each finished row is saved under `<work>/rows/<row>.json`; a rerun skips it (delete to redo).
+Each finished row is saved as `<work>/rows/<row>.json` with its trained model beside it
+(`<row>.safetensors`); a rerun skips it (delete both to redo). Accuracy and size are valid on a
+busy machine, timings are not: `timing="skip"` trains and measures quality only, and
+`timing="only"` later times the saved models (on an idle machine) without training anything.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from prunekit.atomic import write_json
 from prunekit.bench.kws_data import KWSData
+from prunekit.bench.kws_measure import quality_facts, timing_facts
+from prunekit.bench.kws_rows import load_model, save_model
 from prunekit.bench.kws_spec import ROWS, KWSBenchSpec
 from prunekit.errors import PrunekitError
-from prunekit.eval.accuracy import accuracy_from_logits, logits_of
-from prunekit.eval.size import nonzero_param_count, param_count
-from prunekit.export.timing import median_us, num_threads
-from prunekit.quant import (
-    c_size_bytes,
-    compile_c,
-    export_c,
-    float_size_bytes,
-    int_forward,
-    paper_size_bytes,
-    quantize_kws,
-    run_c,
-    time_c,
-)
+from prunekit.eval.accuracy import accuracy_from_logits
 
-C_CHECK_CLIPS = 64
+Timing = Literal["run", "skip", "only"]
 
 
-def _float_ms(
-    forward: Callable[[torch.Tensor], object], clips: torch.Tensor, spec: KWSBenchSpec
-) -> float:
-    """Median ms per clip (batch 1, spec.threads threads) over `clips`, timed interleaved."""
-    candidates = {str(i): (lambda c=c: forward(c[None])) for i, c in enumerate(clips)}
-    with num_threads(spec.threads):
-        per_clip = median_us(candidates, repeats=spec.timing_repeats)
-    return statistics.median(per_clip.values()) / 1000.0
+def _train(row: str, data: KWSData, spec: KWSBenchSpec, work: Path, progress: bool):
+    if row == "edgeml_fastgrnn":
+        from prunekit.bench.kws_edgeml import train_edgeml
+
+        return train_edgeml(spec, data, work)
+    from prunekit.bench.kws_rows import train_row
+
+    return train_row(row, spec, data, work, progress=progress)
 
 
-def _quantized_facts(
-    model: nn.Module, data: KWSData, spec: KWSBenchSpec, work: Path
-) -> dict[str, Any]:
-    """Quantize, run the integer path on the test set, check and time the C reference."""
-    q = quantize_kws(model, data.train_x, act_frac=spec.act_frac)
-    x_int = q.quantize_input(data.test_x)
-    logits, h = int_forward(q, x_int)
-    float_pred = logits_of(model, data.test_x).argmax(-1).numpy()
-    int_pred = logits.argmax(axis=1)
-    facts: dict[str, Any] = {
-        "int_accuracy": float((int_pred == data.test_y.numpy()).mean()),
-        "int_float_agreement": float((int_pred == float_pred).mean()),
-        "size_kb_q": paper_size_bytes(q) / 1024.0,
-        "size_kb_c_header": c_size_bytes(q) / 1024.0,
-        "param_scale": q.param_scale,
-        "in_frac": q.in_frac,
-    }
-    timing = x_int[: spec.timing_clips]
-    facts["int_numpy_ms"] = _float_ms(
-        lambda c: int_forward(q, c.numpy(), check=False), torch.from_numpy(timing), spec
-    )
-    try:
-        exe = compile_c(export_c(q, work / "c")["fastgrnn_int.c"].parent)
-    except PrunekitError as exc:
-        facts["c_bit_equal"], facts["c_note"] = None, str(exc)
-        return facts
-    n = min(C_CHECK_CLIPS, len(x_int))
-    c_logits, c_h = run_c(exe, x_int[:n], q.n_classes)
-    facts["c_bit_equal"] = bool(np.array_equal(c_logits, logits[:n]) and np.array_equal(c_h, h[:n]))
-    facts["c_checked_clips"] = n
-    facts["int_c_ms"] = time_c(exe, timing, repeats=spec.timing_repeats) * 1000.0
+def _quality(row: str, model: nn.Module, data: KWSData, spec: KWSBenchSpec) -> dict[str, Any]:
+    facts = quality_facts(row, model, data, spec)
+    if row == "edgeml_fastgrnn":  # accuracy through EdgeML's own forward pass; ours beside it
+        from prunekit.bench.kws_edgeml import edgeml_forward
+
+        forward = edgeml_forward(model)
+        with torch.no_grad():
+            logits = torch.cat([forward(x) for x in data.test_x.split(256)])
+        facts["our_forward_accuracy"] = facts["accuracy"]
+        facts["accuracy"] = accuracy_from_logits(logits, data.test_y)
     return facts
 
 
-def _common_facts(
-    model: nn.Module, data: KWSData, spec: KWSBenchSpec, forward: Callable | None = None
-) -> dict[str, Any]:
-    """Test accuracy, parameters, fp32 size and float ms per clip; `forward` replaces the
-    model's own forward pass (EdgeML's trainer) for accuracy and timing."""
-    model.eval()
-    if forward is None:
-        forward, logits = model, logits_of(model, data.test_x)
-    else:
-        with torch.no_grad():
-            logits = forward(data.test_x)
-    return {
-        "accuracy": accuracy_from_logits(logits, data.test_y),
-        "params": param_count(model),
-        "nonzero_params": nonzero_param_count(model),
-        "size_kb": float_size_bytes(model) / 1024.0,
-        "float_ms": _float_ms(forward, data.test_x[: spec.timing_clips], spec),
-    }
-
-
 def run_row(
-    row: str, data: KWSData, spec: KWSBenchSpec, work: Path, progress: bool = False
-) -> dict[str, Any]:
-    """Train and measure one row; returns its JSON-able result."""
-    from prunekit.bench.kws_rows import train_row
-
+    row: str, data: KWSData, spec: KWSBenchSpec, work: Path, *, timing: bool, progress: bool
+) -> tuple[dict[str, Any], nn.Module]:
+    """Train and measure one row; returns its JSON-able result and the trained model."""
     torch.set_num_threads(spec.threads)
-    if row == "edgeml_fastgrnn":
-        from prunekit.bench.kws_edgeml import edgeml_logits, train_edgeml
+    with tempfile.TemporaryDirectory(dir=_mkdir(work)) as tmp:
+        model, info = _train(row, data, spec, Path(tmp), progress)
+    result = {"row": row, "label": ROWS[row], **_quality(row, model, data, spec), **info}
+    result["spec"] = spec.to_dict()
+    result["timing"] = _timed(row, model, data, spec) if timing else {"measured": False}
+    return result, model
 
-        model, trainer, info = train_edgeml(spec, data, work)
-        facts = _common_facts(model, data, spec, forward=lambda x: edgeml_logits(trainer, x))
-        facts["our_forward_accuracy"] = accuracy_from_logits(
-            logits_of(model, data.test_x), data.test_y
-        )
-    else:
-        model, info = train_row(row, spec, data, work, progress=progress)
-        facts = _common_facts(model, data, spec)
-    if row in ("fastgrnn_lsq_q", "edgeml_fastgrnn"):
-        facts.update(_quantized_facts(model, data, spec, work))
-    return {"row": row, "label": ROWS[row], **facts, **info}
+
+def _timed(row: str, model: nn.Module, data: KWSData, spec: KWSBenchSpec) -> dict[str, Any]:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"measured": True, "load_before": load, **timing_facts(row, model, data, spec)}
 
 
 def run_kws_bench(
@@ -137,35 +80,84 @@ def run_kws_bench(
     spec: KWSBenchSpec,
     work: str | Path,
     *,
+    timing: Timing = "run",
     on_row: Callable[[str, str], None] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run (or reuse) every row of `spec.rows`; returns {"spec", "data", "rows"}."""
-    work = Path(work)
+    """Run (or reuse, or with timing="only" re-time) every row of `spec.rows`.
+
+    Returns:
+        {"spec", "data", "rows"}: one dict per row (see `run_row`).
+
+    Raises:
+        PrunekitError: timing="only" for a row that was never trained with this spec.
+    """
+    rows_dir = Path(work) / "rows"
     rows = []
     for row in spec.rows:
-        path = work / "rows" / f"{row}.json"
-        if path.is_file():
-            rows.append(json.loads(path.read_text()))
+        path = rows_dir / f"{row}.json"
+        weights = path.with_suffix(".safetensors")
+        if timing == "only":
+            result = _retime(row, path, weights, data, spec)
+            status = "timed"
+        elif path.is_file() and weights.is_file():
+            result, status = json.loads(path.read_text()), "done before"
+        else:
             if on_row:
-                on_row(row, "done before")
-            continue
-        if on_row:
-            on_row(row, "running")
-        with tempfile.TemporaryDirectory(dir=_mkdir(work)) as tmp:
-            result = run_row(row, data, spec, Path(tmp), progress=progress)
-        write_json(path, result)
+                on_row(row, "running")
+            result, model = run_row(row, data, spec, rows_dir, timing=timing == "run",
+                                    progress=progress)  # fmt: skip
+            save_model(model, weights)
+            status = "done"
+        _check_spec(result, spec, path)
+        write_json(path, result)  # after the weights: a JSON means the row is complete
         rows.append(result)
-    data_facts = {
+        if on_row:
+            on_row(row, status)
+    return {"spec": spec.to_dict(), "data": data_facts(data), "rows": rows}
+
+
+def _retime(row: str, path: Path, weights: Path, data: KWSData, spec: KWSBenchSpec):
+    if not path.is_file():
+        raise PrunekitError(
+            f"row {row} has not been trained under {path.parent.parent}: run the benchmark "
+            "without --timing-only first (same --work and --set)"
+        )
+    result = json.loads(path.read_text())
+    _check_spec(result, spec, path)
+    torch.set_num_threads(spec.threads)
+    model = load_model(result["config"], weights)
+    result["timing"] = _timed(row, model, data, spec)
+    return result
+
+
+TIMING_SETTINGS = ("timing_clips", "timing_repeats", "threads", "rows")
+
+
+def _check_spec(result: dict[str, Any], spec: KWSBenchSpec, path: Path) -> None:
+    """A finished row must come from the same training settings (timing settings may differ)."""
+    old = {k: v for k, v in result["spec"].items() if k not in TIMING_SETTINGS}
+    new = {k: v for k, v in spec.to_dict().items() if k not in TIMING_SETTINGS}
+    if old != new:
+        changed = sorted(k for k in new if old.get(k) != new[k])
+        raise PrunekitError(
+            f"{path} was trained with other settings ({', '.join(changed)}): use another --work "
+            "folder, or delete the row to train it again"
+        )
+
+
+def data_facts(data: KWSData) -> dict[str, Any]:
+    """Sizes and shape of the data, and the provider's own facts."""
+    return {
         "train": int(data.train_x.shape[0]),
         "dev": int(data.dev_x.shape[0]),
         "test": int(data.test_x.shape[0]),
         "frames": data.frames,
         "features": data.n_in,
         "classes": len(data.labels),
+        "labels": list(data.labels),
         **data.meta,
     }
-    return {"spec": spec.to_dict(), "data": data_facts, "rows": rows}
 
 
 def _mkdir(path: Path) -> Path:

@@ -1,15 +1,18 @@
 """What `prunekit bench kws` trains and tests on: tensors, from a named data provider.
 
-A provider is a function `(seed: int) -> KWSData`; the benchmark never reads audio itself. The
-speech data layer registers its synthesized Google-12 task here (`register_provider("speech",
-...)`); `toy` is a synthetic temporal-pattern task (`prunekit.data.toy_kws`) that runs anywhere in
-seconds and checks the benchmark end to end. It is not speech.
+A provider is a function `(seed: int) -> KWSData`; the benchmark never reads audio itself.
+`speech` is the synthesized Google-12 task (`audio.kws_synth`: a Speech Commands folder rendered
+by the audio layer's voices, test speakers never heard in training); a path to a folder in the
+Speech Commands layout is read the same way (`audio.kws_features`). `toy` is a synthetic
+temporal-pattern task (`prunekit.data.toy_kws`) that runs anywhere in seconds and checks the
+benchmark end to end. It is not speech.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -67,15 +70,42 @@ def register_provider(name: str, fn: Provider) -> None:
 
 
 def load_data(name: str, seed: int = 0) -> KWSData:
-    """The KWSData of provider `name`.
+    """The KWSData of provider `name`, or of the Speech Commands folder at path `name`.
 
     Raises:
-        PrunekitError: an unknown provider.
+        PrunekitError: an unknown provider, or a bad Speech Commands folder.
     """
-    if name not in _PROVIDERS:
-        known = ", ".join(repr(n) for n in sorted(_PROVIDERS))
-        raise PrunekitError(f"--data {name!r} is not a known data provider: choose one of {known}")
-    return _PROVIDERS[name](seed)
+    if name in _PROVIDERS:
+        return _PROVIDERS[name](seed)
+    if Path(name).expanduser().is_dir():
+        return folder_data(name, seed)
+    known = ", ".join(repr(n) for n in sorted(_PROVIDERS))
+    raise PrunekitError(
+        f"--data {name!r} is not a known data provider: choose one of {known}, or give the "
+        "path of a Speech Commands folder"
+    )
+
+
+def folder_data(root: str | Path, seed: int = 0, progress: bool = True) -> KWSData:
+    """Google-12 from a Speech Commands folder (features cached; see `audio.kws_features`)."""
+    from prunekit.audio.kws_features import kws_features
+
+    feats = kws_features(root, seed=seed, progress=progress)
+    x = feats.normalized()
+    meta = {k: feats.meta[k] for k in ("source", "sizes", "speakers", "padded", "cut", "key")}
+    return KWSData(
+        x["train"], feats.y["train"], x["dev"], feats.y["dev"], x["test"], feats.y["test"],
+        labels=list(feats.meta["labels"]), meta={"provider": "speech-commands", "seed": seed, **meta},
+    )  # fmt: skip
+
+
+def speech_data(seed: int = 0) -> KWSData:
+    """Google-12 synthesized by the audio layer (`audio.kws_synth`, built once and cached)."""
+    from prunekit.audio.kws_synth import synthetic_speech_commands
+
+    data = folder_data(synthetic_speech_commands(), seed)
+    data.meta["provider"] = "speech"
+    return data
 
 
 def toy_data(
@@ -93,3 +123,4 @@ def toy_data(
 
 
 register_provider("toy", toy_data)
+register_provider("speech", speech_data)

@@ -26,15 +26,17 @@ class KWSBenchSpec:
 
     The paper trains 300 epochs (100 per LSQ stage) with lr 1e-2 (1e-3 for the plain RNN), batch
     100, LR x0.1 for the last 100 epochs; `epochs` scales that down. Every row trains `epochs`
-    passes with Adam (betas 0.9, 0.999, no weight decay, no clipping) and a cosine decay to lr/10;
-    EdgeML's row uses its own FastTrainer (lr x0.1 after 2/3 of the epochs).
+    passes with Adam (betas 0.9, 0.999, no weight decay, no clipping) and, with `decay` "step",
+    lr x0.1 for the last third (or "cosine" to lr/10); EdgeML's row uses its own FastTrainer
+    (lr x0.1 after 2/3 of the epochs).
     """
 
-    data: str = "toy"
+    data: str = "speech"
     seed: int = 0
     epochs: int = 30
     batch_size: int = 100
     lr: float = 0.01
+    decay: str = "step"
     rnn_lr: float = 0.001
     hidden: int = 100
     gru_hidden: int = 128  # the paper's GRU (248 KB)
@@ -60,6 +62,8 @@ class KWSBenchSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PrunekitError(f"{name}={value!r} must be an integer >= 1")
+        if self.decay not in ("step", "cosine"):
+            raise PrunekitError(f"decay={self.decay!r} must be 'step' (seed 002) or 'cosine'")
         for name in ("s_w", "s_u"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise PrunekitError(

@@ -1,10 +1,13 @@
 """`prunekit bench kws`: seed 002's Table 1 row (keyword spotting) or, with --lm, its LM row.
 
 Table: trains FastGRNN (LSQ+Q), FastGRNN-LSQ (without LSQ), FastRNN, RNN, GRU, LSTM and EdgeML's
-FastGRNN on the clips of a data provider (--data; `toy` is a synthetic temporal-pattern task, not
-speech), then writes <out>/kws.json and kws.md. Settings: --set KEY=VALUE over the bench spec
-(epochs, hidden, w_rank, u_rank, s_w, s_u, rows=gru,lstm, ...). Rows finished before under
---work are reused.
+FastGRNN on Google-12 keyword clips, then writes <out>/kws.json and kws.md. --data: `speech` (the
+default: Speech Commands-shaped clips synthesized by the audio layer, built once and cached),
+the path of a Speech Commands folder, or `toy` (a synthetic temporal-pattern task, not speech).
+Settings: --set KEY=VALUE over the bench spec (epochs, hidden, w_rank, u_rank, s_w, s_u,
+rows=gru,lstm, ...). Rows finished before under --work are reused (with their saved models).
+Timings need an idle machine: --no-timing trains and measures accuracy and size only;
+--timing-only then times the saved models without training.
 
 LM row (--lm): a FastGRNN LM vs a one-layer LSTM LM on the recipe's corpus (--recipe, default the
 built-in fastgrnn_lm; --set then overrides the recipe), written to <out>/lm.json and lm.md.
@@ -30,7 +33,7 @@ def add_kws_parser(which: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", help="data provider (default: the spec's, `toy`)")
+    p.add_argument("--data", help="speech (default), toy, or a Speech Commands folder")
     p.add_argument("--lm", action="store_true", help="run the LM row instead of the table")
     p.add_argument("--recipe", help="with --lm: YAML recipe (default: built-in fastgrnn_lm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -38,6 +41,11 @@ def add_kws_parser(which: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="benchmarks/results/kws", help="results folder")
     p.add_argument("--work", default="runs/bench-kws", help="checkpoints and finished rows")
     p.add_argument("--progress", action="store_true", help="progress bars while training")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--no-timing", action="store_true",
+                      help="skip the per-clip timings (a shared machine)")  # fmt: skip
+    when.add_argument("--timing-only", action="store_true",
+                      help="time the rows trained before under --work; train nothing")  # fmt: skip
     p.set_defaults(func=run_kws)
 
 
@@ -59,7 +67,10 @@ def run_kws(args: argparse.Namespace) -> int:
     def show(row: str, status: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} [{status}] {row}", flush=True)
 
-    result = run_kws_bench(data, spec, args.work, on_row=show, progress=args.progress)
+    timing = "skip" if args.no_timing else "only" if args.timing_only else "run"
+    result = run_kws_bench(
+        data, spec, args.work, timing=timing, on_row=show, progress=args.progress
+    )
     machine = machine_info()
     out = Path(args.out)
     write_json(out / "kws.json", {"command": command, "machine": machine, **result})
@@ -94,4 +105,6 @@ def _command(args: argparse.Namespace) -> str:
     for pair in args.set:
         parts += ["--set", pair]
     parts += ["--lm"] if args.lm else []
+    parts += ["--no-timing"] if getattr(args, "no_timing", False) else []
+    parts += ["--timing-only"] if getattr(args, "timing_only", False) else []
     return shlex.join(parts)

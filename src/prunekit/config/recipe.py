@@ -47,7 +47,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = Field(50, ge=0)
-    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    decay: Literal["cosine", "linear", "constant", "step"] = "cosine"  # step: see train.lr
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     eval_every: int = Field(200, ge=1)

@@ -5,6 +5,10 @@ FastGRNN: z_t = gate_nl(W x_t + U h_{t-1} + b_g);  h~_t = update_nl(W x_t + U h_
           h_t = z_t * h_{t-1} + (sigmoid(zeta) (1 - z_t) + sigmoid(nu)) * h~_t.
 W and U are shared by the gate and the update, so a step costs one W x and one U h.
 
+`FastRNNLayer` reads U's (masked, low-rank) weights once per sequence, not once per step
+(`fast_loop`), falling back to the cells' own `step` when U is not plain `nn.Linear`s (e.g. after
+compaction). The batch-1 inference path is `prunekit.runtime.fastgrnn` (TorchScript).
+
 W and U are ordinary `nn.Linear`s (no bias), or with a rank two of them in sequence
 (W = W2 W1: `w.0` is (rank, d_in), `w.1` is (d_hidden, rank)), so prunekit's Pruner, checkpoints and
 the LSQ schedule (`prunekit.prune.lsq`) apply unchanged. Initialisation follows EdgeML
@@ -19,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 from prunekit.errors import PrunekitError
 
@@ -160,6 +165,48 @@ class FastRNNCell(_FastCell):
 FastCell = FastGRNNCell | FastRNNCell
 
 
+def _apply(v: Tensor, weights: list[Tensor]) -> Tensor:
+    """v @ W^T for W given as a list of factors applied in order (rank r: [(r, d), (H, r)])."""
+    for w in weights:
+        v = torch.nn.functional.linear(v, w)
+    return v
+
+
+def fast_loop(
+    wx: Tensor, h: Tensor, u: list[Tensor], cell: FastGRNNCell | FastRNNCell
+) -> tuple[Tensor, Tensor]:
+    """Every step of `cell` given wx (B, T, H) = W x_t, h (B, H) and U's factors (see `_apply`).
+
+    Returns:
+        outputs (B, T, H) and the last state h_T (B, H).
+    """
+    update = NONLINEARITIES[cell.update_nl]
+    outs = []
+    if isinstance(cell, FastGRNNCell):
+        gate = NONLINEARITIES[cell.gate_nl]
+        keep_c, keep_h = torch.sigmoid(cell.zeta), torch.sigmoid(cell.nu)  # (1,)
+        for t in range(wx.shape[1]):
+            pre = wx[:, t] + _apply(h, u)  # (B, H)
+            z, c = gate(pre + cell.bias_gate), update(pre + cell.bias_update)
+            h = z * h + (keep_c * (1.0 - z) + keep_h) * c
+            outs.append(h)
+    else:
+        alpha, beta = torch.sigmoid(cell.alpha), torch.sigmoid(cell.beta)
+        for t in range(wx.shape[1]):
+            h = beta * h + alpha * update(wx[:, t] + _apply(h, u) + cell.bias_update)
+            outs.append(h)
+    return torch.stack(outs, dim=1), h
+
+
+def linear_weights(module: nn.Module) -> list[Tensor] | None:
+    """The weights of a bias-free `nn.Linear` or a `Sequential` of them, in order; else None."""
+    layers = list(module) if isinstance(module, nn.Sequential) else [module]
+    plain = all(type_before_parametrizations(m) is nn.Linear for m in layers)
+    if not plain or any(m.bias is not None for m in layers):
+        return None
+    return [m.weight for m in layers]  # a parametrized (masked) weight is read once here
+
+
 class FastRNNLayer(nn.Module):
     """Run a FastRNN / FastGRNN cell over a batch-first sequence.
 
@@ -180,6 +227,9 @@ class FastRNNLayer(nn.Module):
         B, T, _ = x.shape
         h = x.new_zeros(B, self.cell.d_hidden) if h0 is None else h0
         wx = self.cell.w(x)  # (B, T, H)
+        u = linear_weights(self.cell.u)
+        if u is not None:
+            return fast_loop(wx, h, u, self.cell)
         outs = []
         for t in range(T):
             h = self.cell.step(wx[:, t], h)
