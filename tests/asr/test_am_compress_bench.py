@@ -219,3 +219,32 @@ def test_cli_errors(capsys):
     assert "--model ctc" in capsys.readouterr().err
     assert main(["bench", "am-compress", "--set", "bench.nope=1", "--dry-run"]) == 2
     assert "not known" in capsys.readouterr().err
+
+
+def test_a_killed_cell_is_partial_and_resumes_to_the_same_row(finished, tmp_path, monkeypatch):
+    import prunekit.pipelines.asr as asr_pipeline
+    from prunekit.train.trainer import Trainer
+
+    spec, grid, _, _ = finished
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillingTrainer(Trainer):
+        def train_step(self):
+            if self.step == 5:
+                raise Killed("killed")
+            return super().train_step()
+
+    other = open_grid(spec, tiny_feats(), tmp_path, "x")
+    monkeypatch.setattr(asr_pipeline, "Trainer", KillingTrainer)
+    with pytest.raises(Killed):
+        run_am_grid(other, "dense-h16")
+    cell = plan_am_cells(spec)[0]
+    assert cell_status(tmp_path, cell) == ("partial", 4)  # checkpoint_every: 2
+    assert not (tmp_path / "locks" / "dense-h16.lock").exists()
+    monkeypatch.setattr(asr_pipeline, "Trainer", Trainer)
+    assert run_am_grid(other, "dense-h16")["ran"] == ["dense-h16"]
+    keys = ("valid_loss", "test_cer", "test_wer", "params", "steps")
+    resumed, straight = _rows(other, "dense-h16")[0], _rows(grid, "dense-h16")[0]
+    assert {k: resumed[k] for k in keys} == {k: straight[k] for k in keys}
