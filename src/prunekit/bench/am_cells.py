@@ -156,13 +156,15 @@ def measured_fps(work: Path, spec: AmCompressSpec) -> float:
 
 def estimate_seconds(
     spec: AmCompressSpec, cell: AmCell, frames_per_step: float, dev_frames: float,
-    test_frames: float, fps: float, steps_done: int = 0,
+    test_frames: float, fps: float, steps_done: int = 0, cost: float | None = None,
 ) -> float:  # fmt: skip
-    """Seconds `cell` still needs at `fps` training frames per second: its training frames, a
-    dev validation every eval_every steps, and one greedy evaluation per model it yields."""
+    """Seconds `cell` still needs at `fps` training frames per second of the swept width (`cost`:
+    its `frame_cost`, computed when None): its training frames, a dev validation every
+    eval_every steps, and one greedy evaluation per model it yields."""
     steps = max(0, cell_steps(spec, cell) - max(0, steps_done))
     if steps == 0:
         return 0.0
     models = len(lowrank_points(spec)[str(cell.point)].thresholds) if cell.kind == "lowrank" else 1
     evals = (steps / spec.am.train.eval_every + models) * dev_frames + models * test_frames
-    return (steps * frames_per_step + EVAL_COST * evals) * frame_cost(spec, cell.width) / fps
+    cost = frame_cost(spec, cell.width) if cost is None else cost
+    return (steps * frames_per_step + EVAL_COST * evals) * cost / fps

@@ -9,6 +9,7 @@ from prunekit.bench.am_cells import (
     cell_status,
     cell_steps,
     estimate_seconds,
+    frame_cost,
     measured_fps,
     plan_am_cells,
     select,
@@ -26,15 +27,14 @@ def describe(grid: AmGrid, globs: str | None = None) -> list[dict[str, Any]]:
     dev = float(feats["dev"].lengths.sum())
     test = float(sum(feats[s].lengths.sum() for s in spec.bench.eval_splits))
     fps = measured_fps(grid.work, spec)
+    cells = select(plan_am_cells(spec), globs)
+    costs = {w: frame_cost(spec, w) for w in {c.width for c in cells}}
     rows = []
-    for cell in select(plan_am_cells(spec), globs):
+    for cell in cells:
         status, done = cell_status(grid.work, cell)
-        full = estimate_seconds(spec, cell, per_step, dev, test, fps)
-        left = (
-            0.0
-            if status == "done"
-            else estimate_seconds(spec, cell, per_step, dev, test, fps, done)
-        )
+        args = (spec, cell, per_step, dev, test, fps)
+        full = estimate_seconds(*args, cost=costs[cell.width])
+        left = 0.0 if status == "done" else estimate_seconds(*args, done, costs[cell.width])
         rows.append({"id": cell.id, "kind": cell.kind, "status": status,
                      "steps_done": cell_steps(spec, cell) if status == "done" else done,
                      "steps": cell_steps(spec, cell), "estimate_seconds": full,
