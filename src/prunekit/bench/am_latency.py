@@ -137,14 +137,15 @@ def build_trained_variants(
                 variants["int8"], _ = quantize_compact(variants[name], policy="all", **opts)
                 variants["torch-int8"] = torch_dynamic_int8(model)
                 variants["floor"] = _floor(model, **opts)
-                for extra in ("int8", "torch-int8", "floor"):
-                    info[extra] = {**keep, "method": extra}
+                for extra in ("int8", "torch-int8", "floor"):  # not evaluated: no CER
+                    info[extra] = {**keep, METRIC: None, "method": extra}
+                info["floor"]["params"] = None
             continue
         fp32, manifest = compact(model, **opts)
         variants[name] = fp32
         info[name] = {**keep, "choices": manifest["choices"], "lowrank": manifest["lowrank"]}
         variants[f"{name}+int8"], choices = quantize_compact(fp32, policy=int8_policy, **opts)
-        info[f"{name}+int8"] = {**keep, "int8_choices": choices}
+        info[f"{name}+int8"] = {**keep, METRIC: None, "int8_choices": choices}
     if f"dense-h{base}" not in variants:
         raise PrunekitError(f"dense-h{base} has not finished: run its cell first (the baseline)")
     return variants, info, base
@@ -220,7 +221,7 @@ def trained_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comm
         f"Work folder: `{result['work']}`. Batch 1, one 10 ms frame per step() call, "
         f"{timed['frames']} frames per repetition, {timed['repeats']} repetitions, interleaved, "
         f"{first} thread(s).", "",
-        "| variant | params | test CER % | ms / 10 ms frame | speed-up vs dense same width "
+        "| variant | params | test CER % (fp32 model) | ms / 10 ms frame | speed-up vs dense same width "
         "| FLOP ratio | speed-up / FLOP ratio |", "|---|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for name, row in by.items():
@@ -230,9 +231,10 @@ def trained_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comm
         up = by[ref]["median_ms"] / row["median_ms"]
         ratio = (timed["variants"][ref]["flops_per_output_frame"]
                  / timed["variants"][name]["flops_per_output_frame"])  # fmt: skip
-        cer = meta.get(METRIC)
+        cer, params = meta.get(METRIC), meta.get("params")
         lines.append(
-            f"| `{name}` | {meta.get('params') or 0:,} | {'-' if cer is None else f'{100 * cer:.2f}'} "
+            f"| `{name}` | {'-' if params is None else f'{params:,}'} "
+            f"| {'-' if cer is None else f'{100 * cer:.2f}'} "
             f"| {row['median_ms']:.3f} | {up:.2f}x | {ratio:.2f}x | {up / ratio:.2f} |"
         )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|---|"]
