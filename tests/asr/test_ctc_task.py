@@ -57,6 +57,16 @@ def test_order_is_a_function_of_seed_and_epoch(splits):
     assert task.order(3, 1, False) == list(range(len(task)))
 
 
+def test_sortagrad_runs_the_first_epoch_shortest_first(splits):
+    plain = CTCTask(splits["train"], splits["dev"], max_frames=600)
+    task = CTCTask(splits["train"], splits["dev"], max_frames=600, sortagrad=True)
+    first = task.order(0, 1, True)
+    assert first == list(range(len(task))) != plain.order(0, 1, True)
+    sizes = [max(int(splits["train"].lengths[i]) for i in task.batches[b]) for b in first]
+    assert sizes == sorted(sizes)
+    assert task.order(1, 1, True) == plain.order(1, 1, True)  # later epochs: shuffled as usual
+
+
 def test_batch_pads_and_encodes_targets(splits):
     task = CTCTask(splits["train"], splits["dev"], max_frames=600)
     task.order(0, 0, True)

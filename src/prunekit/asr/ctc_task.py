@@ -99,6 +99,8 @@ class CTCTask:
             one per process; the same value gives the same batches under any process count).
         specaugment: masks for the training batches; None: no augmentation.
         units: the model's output units.
+        sortagrad: the first epoch goes through the batches shortest first (Deep Speech 2's
+            SortaGrad curriculum), later epochs in a shuffled order.
 
     Raises:
         PrunekitError: an empty set, differing feature sizes, a transcript with a character the
@@ -117,6 +119,7 @@ class CTCTask:
         min_batch: int = 1,
         specaugment: SpecAugment | None = None,
         units: CharUnits | None = None,
+        sortagrad: bool = False,
     ) -> None:
         for name, fs in (("train", train), ("dev", dev)):
             if len(fs) == 0:
@@ -133,6 +136,7 @@ class CTCTask:
         self.batches = frame_batches(train.lengths, max_frames, min_batch)
         self.dev_batches = frame_batches(dev.lengths, eval_max_frames or max_frames)
         self.specaugment = specaugment
+        self.sortagrad = sortagrad
         self.mean, self.std = feature_stats(train)
         self._epoch, self._seed = 0, 0
 
@@ -145,7 +149,7 @@ class CTCTask:
         Also remembers (epoch, seed) for the SpecAugment masks of this epoch's batches.
         """
         self._epoch, self._seed = epoch, seed
-        if not shuffle:
+        if not shuffle or (self.sortagrad and epoch == 0):
             return list(range(len(self.batches)))
         g = torch.Generator().manual_seed(mix_seed(seed, epoch))
         return torch.randperm(len(self.batches), generator=g).tolist()

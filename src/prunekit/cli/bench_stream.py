@@ -35,6 +35,9 @@ def add_stream_parser(which: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (20)")
     p.add_argument("--int8-policy", choices=("all", "fastest"), default="all",
                    help="int8 for every layer of the +int8 variants, or where measured faster")  # fmt: skip
+    p.add_argument("--trained", metavar="WORK",
+                   help="with --model ctc: time the models `bench am-compress` trained in WORK "
+                        "(writes stream_ctc_trained.json / .md)")  # fmt: skip
     p.add_argument("--out", default="benchmarks/results", help="results folder")
     p.set_defaults(func=run_stream)
 
@@ -48,6 +51,10 @@ def _model(kind: str, config: dict):
 
 
 def run_stream(args: argparse.Namespace) -> int:
+    if args.trained:
+        from prunekit.cli.bench_am import run_trained_stream_cli
+
+        return run_trained_stream_cli(args)
     try:
         config = json.loads(args.config)
     except json.JSONDecodeError as exc:

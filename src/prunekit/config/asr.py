@@ -8,6 +8,8 @@
       max_frames: 12000                                     # frame budget per batch
       min_batch: 2                                          # >= the number of DDP processes
       specaugment: {freq_masks: 2, ...}                     # or null: no augmentation
+    lowrank: [...]         # seed 000 on the acoustic model (prunekit.lowrank's LowRankSection)
+    prune: [...]           # `schedule: narang` sections: seed 001 during the first training
 
 `train.batch_size` and `train.bptt` are LM settings; the acoustic model's batches are set by
 `max_frames` and ignore them.
@@ -23,8 +25,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prunekit.audio.specaugment import SpecAugment
-from prunekit.config.recipe import TrainConfig, _describe, set_dotted
+from prunekit.config.recipe import PruneSection, TrainConfig, _describe, set_dotted
 from prunekit.errors import PrunekitError
+from prunekit.lowrank.config import LowRankSection
 
 # About 1 h on 2 idle cores for the default 3 x 256 BiGRU on ~2 h of speech (estimated from 1-thread
 # runs on a shared machine: ~1,900 frames/s; 1,200 steps x ~11,700 frames = ~18 epochs).
@@ -46,14 +49,19 @@ class AcousticSection(_Strict):
     min_batch: int = Field(2, ge=1)  # utterances per batch at least (one per DDP process)
     eval_max_frames: int = Field(24_000, ge=1)  # per validation / decoding batch
     specaugment: SpecAugment | None = SpecAugment()
+    sortagrad: bool = False  # first epoch shortest batches first (Deep Speech 2's curriculum)
 
 
 class AsrRecipe(_Strict):
-    """A speech recipe: the corpus (`speech:`, validated by the speech pipeline) and `am:`."""
+    """A speech recipe: the corpus (`speech:`, validated by the speech pipeline) and `am:`;
+    `lowrank:` and `prune:` (schedule: narang) compress the acoustic model
+    (`prunekit.pipelines.am_compress`)."""
 
     name: str = "asr"
     speech: dict[str, Any] = Field(default_factory=dict)
     am: AcousticSection = AcousticSection()
+    lowrank: list[LowRankSection] = Field(default_factory=list)
+    prune: list[PruneSection] = Field(default_factory=list)
 
 
 def parse_asr_recipe(

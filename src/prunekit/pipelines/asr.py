@@ -63,6 +63,7 @@ def ctc_task(cfg: AcousticSection, feats: dict[str, FeatureSet]) -> CTCTask:
         eval_max_frames=cfg.eval_max_frames,
         min_batch=cfg.min_batch,
         specaugment=cfg.specaugment,
+        sortagrad=cfg.sortagrad,
     )
 
 

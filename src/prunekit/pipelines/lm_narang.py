@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from prunekit.config import PruneSection, RunConfig
+from prunekit.config.asr import AcousticSection
 from prunekit.errors import PrunekitError
 from prunekit.pipelines.lm_baseline import LMData, build_lm, lm_task, prepare_data
 from prunekit.pipelines.lm_compress import load_trained, measure
@@ -26,9 +27,11 @@ from prunekit.prune.narang import narang_q, paper_ramp
 
 
 def narang_config(
-    cfg: RunConfig, section: PruneSection, epoch_steps: int, q: dict[str, float] | None
-) -> PruneConfig:
-    """The PruneConfig of a narang section over the recipe's `train.steps` (validates it)."""
+    cfg: RunConfig | AcousticSection, section: PruneSection, epoch_steps: int,
+    q: dict[str, float] | None,
+) -> PruneConfig:  # fmt: skip
+    """The PruneConfig of a narang section over `cfg.train.steps` (validates it); `cfg` is a
+    recipe, or a speech recipe's `am:` section."""
     n = section.narang
     ramp = paper_ramp(
         cfg.train.steps, epoch_steps, start=n.start, ramp=n.ramp, end=n.end, freq=n.freq,
