@@ -150,6 +150,15 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
     """
     if path is None:
         return parse_recipe({}, overrides)
+    return parse_recipe(read_recipe_yaml(path), overrides)
+
+
+def read_recipe_yaml(path: str | Path, sections: str = "data, model, train") -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (empty file: {}); `sections` names them in errors.
+
+    Raises:
+        PrunekitError: missing file, bad YAML, or not a mapping.
+    """
     path = Path(path)
     if not path.is_file():
         raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
@@ -159,5 +168,5 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
         first = str(exc).splitlines()[0]
         raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
     if raw is not None and not isinstance(raw, dict):
-        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
-    return parse_recipe(raw, overrides)
+        raise PrunekitError(f"recipe {path} must be a mapping of sections ({sections})")
+    return dict(raw or {})
