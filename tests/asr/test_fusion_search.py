@@ -48,7 +48,9 @@ def test_default_start_and_no_ilm(dev):
 def test_calls_back_per_utterance_and_checks_refs(dev):
     refs, lps, lm, _ = dev
     ticks = []
-    tune_fusion_coordinate(lps, refs, lm=lm, grid=GRID, max_rounds=1, on_utterance=lambda: ticks.append(1))
+    tune_fusion_coordinate(
+        lps, refs, lm=lm, grid=GRID, max_rounds=1, on_utterance=lambda: ticks.append(1)
+    )
     assert len(ticks) > 0 and len(ticks) % len(refs) == 0
     with pytest.raises(PrunekitError, match="got 5 utterances and 4 references"):
         tune_fusion_coordinate(lps, refs[:4], lm=lm)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from asr_helpers import domain_sentences, word_tokenizer
 
-from prunekit.asr.load_lm import load_lm
 from prunekit.asr.lm_scorer import ROOT, WordLM
+from prunekit.asr.load_lm import load_lm
 from prunekit.errors import PrunekitError
 from prunekit.export.compact import compact
 from prunekit.export.io import save_compact
@@ -31,8 +31,8 @@ def _model(tok) -> TransformerLM:
 
 def _score(model, tok) -> float:
     lm = WordLM(model, tok)
-    (node, s1), = lm.score_words([(ROOT, "the")])
-    (_, s2), = lm.score_words([(node, "cat")])
+    ((node, s1),) = lm.score_words([(ROOT, "the")])
+    ((_, s2),) = lm.score_words([(node, "cat")])
     return s1 + s2
 
 

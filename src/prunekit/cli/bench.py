@@ -15,6 +15,7 @@ from prunekit.bench import prune_overhead, train_throughput
 from prunekit.bench.paper_cells import Cell, plan_cells, select
 from prunekit.bench.paper_latency import fill_latency
 from prunekit.bench.paper_spec import load_paper_recipe
+from prunekit.cli.bench_asr import add_asr_parser
 from prunekit.cli.bench_foreign import add_foreign_parser
 from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
@@ -33,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_latency_parser(which)
     add_kws_parser(which)
     add_foreign_parser(which)
+    add_asr_parser(which)
     _add_training_bench(
         which,
         "prune-overhead",

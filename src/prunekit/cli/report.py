@@ -24,6 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if (Path(args.folder) / "bench.json").is_file():  # a `prunekit bench asr` folder
+        from prunekit.report.asr_bench import build_asr_report
+
+        command = shlex.join(["prunekit", "report", str(args.folder)])
+        for name, path in build_asr_report(args.folder, command=command).items():
+            print(f"{name}: {path}")
+        return 0
     command = shlex.join(["prunekit", "report", str(args.folder), "--metric", args.metric])
     paths = build_report(args.folder, metric=args.metric, command=command, machine=machine_info())
     for name, path in paths.items():

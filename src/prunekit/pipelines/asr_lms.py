@@ -33,8 +33,9 @@ def fingerprint(obj: Any) -> str:
 
 
 def comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A dumped recipe without the settings that do not change results (FREE_TRAIN_KEYS)."""
-    out = dict(recipe)
+    """A dumped LM recipe without what does not change the trained LM: its name, its `prune` and
+    `speech` sections and FREE_TRAIN_KEYS."""
+    out = {k: v for k, v in recipe.items() if k not in ("name", "prune", "speech")}
     if isinstance(out.get("train"), dict):
         out["train"] = {k: v for k, v in out["train"].items() if k not in FREE_TRAIN_KEYS}
     return out
