@@ -162,22 +162,8 @@ def run_asr(
     tuning = tune_stage(lps["dev"], recipe, out / "decode", am_key, keys, word_lm, word_ilm, phases)
     phases.start("test decoding")
     unseen = unseen_voices(feats["test"], feats["train"])
-    groups = voice_groups(lps["test"], unseen)
-    systems = {}
-    for name in SYSTEMS if word_ilm is not None else SYSTEMS[:2]:
-        params = FusionParams.from_dict(tuning[name]["best"]) if name in tuning else None
-        key = fingerprint([am_key, keys, name, params and params.to_dict()])
-        bar = phases.bar(len(lps["test"]), f"decode test ({name})")
-
-        def compute(name=name, params=params, bar=bar) -> dict[str, Any]:
-            return decode_system(
-                lps["test"], recipe.decode, groups, lm=word_lm if name != "no_lm" else None,
-                ilm=word_ilm if name == "lm_ilm" else None, params=params,
-                on_utterance=bar.update,
-            )  # fmt: skip
-
-        systems[name] = cached(out / "decode" / f"test-{name}.json", key, compute)
-        bar.close()
+    systems = decode_stage(lps["test"], recipe, out / "decode", [am_key, keys], tuning,
+                           voice_groups(lps["test"], unseen), word_lm, word_ilm, phases)  # fmt: skip
     phases.stop()
     facts = {
         "corpus": corpus_facts(corpus, feats, unseen),
@@ -220,6 +206,35 @@ def tune_stage(
         bar.close()
         start = FusionParams.from_dict(out[name]["best"])
     return out
+
+
+def decode_stage(
+    test: FeatureSet,
+    recipe: AsrRecipe,
+    folder: Path,
+    key: list[Any],
+    tuning: dict[str, dict[str, Any]],
+    groups: dict[str, list[int]],
+    lm: WordLM,
+    ilm: WordLM | None,
+    phases: Phases,
+) -> dict[str, dict[str, Any]]:
+    """Test decoded without an LM, with the LM, and with LM - ILM (tuned weights)."""
+    systems = {}
+    for name in SYSTEMS if ilm is not None else SYSTEMS[:2]:
+        params = FusionParams.from_dict(tuning[name]["best"]) if name in tuning else None
+        bar = phases.bar(len(test), f"decode test ({name})")
+
+        def compute(name=name, params=params, bar=bar) -> dict[str, Any]:
+            return decode_system(
+                test, recipe.decode, groups, lm=lm if name != "no_lm" else None,
+                ilm=ilm if name == "lm_ilm" else None, params=params, on_utterance=bar.update,
+            )  # fmt: skip
+
+        fp = fingerprint([*key, name, params and params.to_dict()])
+        systems[name] = cached(folder / f"test-{name}.json", fp, compute)
+        bar.close()
+    return systems
 
 
 def corpus_facts(corpus: Any, feats: dict[str, FeatureSet], unseen: set[str]) -> dict[str, Any]:

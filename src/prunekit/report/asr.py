@@ -114,6 +114,25 @@ def _facts(m: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _times(m: Mapping[str, Any]) -> list[str]:
+    """Where the time went: building, training, tuning and decoding (as recorded)."""
+    rows = [("speech corpus build (first call)", m["corpus"].get("build_seconds")),
+            ("acoustic model training", m["am"].get("train_seconds")),
+            ("fused LM training", (m.get("lm") or {}).get("train_seconds")),
+            ("source LM training", (m.get("source_lm") or {}).get("train_seconds"))]  # fmt: skip
+    rows += [(f"fusion tuning on dev ({LABELS.get(k, k)})", t.get("seconds"))
+             for k, t in m.get("tuning", {}).items()]  # fmt: skip
+    rows += [(f"test decoding ({LABELS.get(k, k)})", s["timing"]["decode_seconds"])
+             for k, s in m["systems"].items()]  # fmt: skip
+    lines = ["| step | minutes |", "|---|---:|"]
+    lines += [f"| {name} | {sec / 60:.1f} |" for name, sec in rows if sec is not None]
+    phases = m.get("phase_seconds") or {}
+    if phases:
+        lines += ["", "This call's wall clock by phase (cached stages take seconds): " +
+                  ", ".join(f"{k} {v / 60:.1f} min" for k, v in phases.items()) + "."]  # fmt: skip
+    return lines
+
+
 def asr_markdown(m: Mapping[str, Any], machine: Mapping[str, Any], command: str) -> str:
     """The Markdown report of a `prunekit asr` run's metrics."""
     change = m.get("wer_change_vs_no_lm", {})
@@ -135,7 +154,8 @@ def asr_markdown(m: Mapping[str, Any], machine: Mapping[str, Any], command: str)
         *_frequency(m), "", "## Decoding speed", "",
         "Real-time factor = seconds / audio seconds; decode = beam search + LM calls; the "
         "acoustic model's batched forward pass is timed apart.", "",
-        *_timing_table(m["systems"]), "", "## Fusion tuning on dev", "",
+        *_timing_table(m["systems"]), "", "## Times", "", *_times(m), "",
+        "## Fusion tuning on dev", "",
     ]  # fmt: skip
     for name, t in m.get("tuning", {}).items():
         b = t["best"]
