@@ -25,8 +25,11 @@ def add_asr_parser(which: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/asr-bench", help="bench folder (runs/asr-bench)")
     p.add_argument("--grid", help="an existing spoken-form paper grid to take the LMs from")
     p.add_argument("--cells", metavar="GLOB", help="comma-separated globs over decode cell ids")
-    p.add_argument("--t5-sizes", default="0.5,0.1",
-                   help="Table 5/6 sizes (default 0.5,0.1: the paper's 10M of 20M, and 10 %%)")
+    p.add_argument(
+        "--t5-sizes",
+        default="0.5,0.1",
+        help="Table 5/6 sizes (default 0.5,0.1: the paper's 10M of 20M, and 10 %%)",
+    )
     p.add_argument("--tune-utterances", type=int, default=100,
                    help="dev utterances the fusion weights are tuned on per LM (default 100; "
                    "0 = all)")  # fmt: skip
