@@ -9,7 +9,7 @@ calling (`torch.set_num_threads(1)` for the 1-thread numbers).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,7 @@ def decode_all(
     params: FusionParams | None = None,
     config: BeamConfig | None = None,
     units: CharUnits | None = None,
+    on_utterance: Callable[[], Any] | None = None,
 ) -> DecodeResult:
     """Beam-search every utterance with shallow fusion; time the whole run.
 
@@ -95,6 +96,7 @@ def decode_all(
         durations: per utterance audio seconds (for the real-time factor).
         lm, ilm: fused LM and density-ratio source LM (`WordLM`), or None.
         params, config, units: see `CTCBeamSearch`.
+        on_utterance: called after each utterance (e.g. a progress bar's update).
 
     Returns:
         The texts, n-best lists and timing. LM caches are reset per utterance.
@@ -109,6 +111,8 @@ def decode_all(
             if m is not None:
                 m.reset()
         nbest.append(search.search(lp))
+        if on_utterance is not None:
+            on_utterance()
     elapsed = time.perf_counter() - t0
     lm_after = _lm_totals([lm, ilm])
     timing = DecodeTiming(

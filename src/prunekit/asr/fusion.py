@@ -8,9 +8,11 @@ are the outer loop, so all grid points of one utterance share the LMs' caches: t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -70,8 +72,10 @@ def decode_grid(
     ilm: WordLM | None = None,
     config: BeamConfig | None = None,
     units: CharUnits | None = None,
+    on_utterance: Callable[[], Any] | None = None,
 ) -> list[list[str]]:
-    """Best texts per grid point (outer list) and utterance, LM caches shared across points."""
+    """Best texts per grid point (outer list) and utterance, LM caches shared across points;
+    `on_utterance` is called after each utterance (all points)."""
     searches = [CTCBeamSearch(lm, ilm, p, config, units) for p in points]
     texts: list[list[str]] = [[] for _ in points]
     for lp in log_probs:
@@ -81,6 +85,8 @@ def decode_grid(
         for out, search in zip(texts, searches, strict=True):
             hyps = search.search(lp)
             out.append(hyps[0].text if hyps else "")
+        if on_utterance is not None:
+            on_utterance()
     return texts
 
 
@@ -93,6 +99,7 @@ def tune_fusion(
     grid: FusionGrid | None = None,
     config: BeamConfig | None = None,
     units: CharUnits | None = None,
+    on_utterance: Callable[[], Any] | None = None,
 ) -> FusionTuning:
     """Decode the dev set at every grid point and pick the lowest WER.
 
@@ -105,7 +112,9 @@ def tune_fusion(
             "per dev utterance"
         )
     points = (grid or FusionGrid()).points(with_ilm=ilm is not None)
-    texts = decode_grid(log_probs, points, lm=lm, ilm=ilm, config=config, units=units)
+    texts = decode_grid(
+        log_probs, points, lm=lm, ilm=ilm, config=config, units=units, on_utterance=on_utterance
+    )
     rows = []
     for p, hyps in zip(points, texts, strict=True):
         total = word_error_rate(refs, hyps).total
@@ -113,3 +122,76 @@ def tune_fusion(
                      "ref_words": total.ref})  # fmt: skip
     best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], i))
     return FusionTuning(points[best], rows[best]["wer"], rows)
+
+
+def _axes(grid: FusionGrid, with_ilm: bool) -> dict[str, tuple[float, ...]]:
+    return {
+        "lm_weight": tuple(grid.lm_weight),
+        "ilm_weight": tuple(sorted(set(grid.ilm_weight))) if with_ilm else (0.0,),
+        "word_bonus": tuple(grid.word_bonus),
+    }
+
+
+def tune_fusion_coordinate(
+    log_probs: Sequence[Tensor | np.ndarray],
+    refs: Sequence[str],
+    *,
+    lm: WordLM,
+    ilm: WordLM | None = None,
+    grid: FusionGrid | None = None,
+    start: FusionParams | None = None,
+    max_rounds: int = 3,
+    config: BeamConfig | None = None,
+    units: CharUnits | None = None,
+    on_utterance: Callable[[], Any] | None = None,
+) -> FusionTuning:
+    """Tune one weight at a time over its grid values, the others held, until a round changes
+    nothing (at most `max_rounds`); a point is decoded once (ties keep the current point).
+
+    Starts at `start`, else at lambda and beta in the middle of their lists and mu at its
+    smallest value. Far fewer dev decodes than `tune_fusion`'s full grid (about 3 per weight per
+    round), at the risk of a local optimum.
+
+    Raises:
+        PrunekitError: different numbers of utterances and references.
+    """
+    if len(log_probs) != len(refs):
+        raise PrunekitError(
+            f"got {len(log_probs)} utterances and {len(refs)} references: pass one reference "
+            "per dev utterance"
+        )
+    axes = _axes(grid or FusionGrid(), ilm is not None)
+    if start is None:
+        start = FusionParams(
+            lm_weight=axes["lm_weight"][(len(axes["lm_weight"]) - 1) // 2],
+            ilm_weight=axes["ilm_weight"][0],
+            word_bonus=axes["word_bonus"][(len(axes["word_bonus"]) - 1) // 2],
+        )
+    rows: dict[FusionParams, dict] = {}
+
+    def evaluate(points: list[FusionParams]) -> None:
+        new = [p for p in dict.fromkeys(points) if p not in rows]
+        if not new:
+            return
+        texts = decode_grid(
+            log_probs, new, lm=lm, ilm=ilm, config=config, units=units, on_utterance=on_utterance
+        )
+        for p, hyps in zip(new, texts, strict=True):
+            total = word_error_rate(refs, hyps).total
+            rows[p] = {"params": p.to_dict(), "wer": total.rate, "errors": total.errors,
+                       "ref_words": total.ref}  # fmt: skip
+
+    current = start
+    evaluate([current])
+    for _ in range(max_rounds):
+        before = current
+        for axis, values in axes.items():
+            points = [dataclasses.replace(current, **{axis: v}) for v in values]
+            points = [p for p in points if p.ilm_weight <= p.lm_weight or p == current]
+            evaluate(points)
+            best = min(points, key=lambda p: rows[p]["errors"])
+            if rows[best]["errors"] < rows[current]["errors"]:
+                current = best
+        if current == before:
+            break
+    return FusionTuning(current, rows[current]["wer"], list(rows.values()))

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from prunekit.atomic import write_json
+from prunekit.atomic import pid_alive, write_json
 from prunekit.audio.featureset import FeatureSet
 from prunekit.bench.am_cells import (
     AmCell,
@@ -41,7 +41,7 @@ from prunekit.bench.am_cells import (
     select,
 )
 from prunekit.bench.am_spec import AmCompressSpec
-from prunekit.bench.paper import _pid_alive, invocation
+from prunekit.bench.paper import invocation
 from prunekit.bench.stream_latency import rnn_consumers
 from prunekit.errors import PrunekitError
 from prunekit.pipelines.am_compress import (
@@ -81,7 +81,7 @@ def settings(spec: AmCompressSpec, feats: Feats) -> dict[str, Any]:
     am = spec.am.model_dump(mode="json")
     am["train"] = {k: v for k, v in am["train"].items() if k not in FREE_TRAIN_KEYS}
     return {
-        "speech": spec.speech, "am": am, "eval_splits": spec.bench.eval_splits,
+        "speech": spec.speech.model_dump(mode="json"), "am": am, "eval_splits": spec.bench.eval_splits,
         "train_utterances": len(feats["train"]), "train_frames": int(feats["train"].lengths.sum()),
     }  # fmt: skip
 
@@ -131,7 +131,7 @@ def claim(work: Path, cell: AmCell) -> Iterator[bool]:
                 pid = int(lock.read_text().strip() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and _pid_alive(pid):
+            if pid and pid_alive(pid):
                 yield False
                 return
             lock.unlink(missing_ok=True)  # a killed run's lock

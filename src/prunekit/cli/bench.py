@@ -16,6 +16,7 @@ from prunekit.bench.paper_cells import Cell, plan_cells, select
 from prunekit.bench.paper_latency import fill_latency
 from prunekit.bench.paper_spec import load_paper_recipe
 from prunekit.cli.bench_am import add_am_parser
+from prunekit.cli.bench_asr import add_asr_parser
 from prunekit.cli.bench_foreign import add_foreign_parser
 from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_kws_parser(which)
     add_foreign_parser(which)
     add_am_parser(which)
+    add_asr_parser(which)
     _add_training_bench(
         which,
         "prune-overhead",

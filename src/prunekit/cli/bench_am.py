@@ -49,17 +49,21 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run_am(args: argparse.Namespace) -> int:
-    from prunekit.audio import SpeechConfig, speech_features
+    from prunekit.audio import speech_features
+    from prunekit.audio.corpus import with_text_corpus
     from prunekit.bench.am_compress import open_grid, run_am_grid
     from prunekit.bench.am_dry_run import describe, format_plan
     from prunekit.bench.am_report import build_am_report
     from prunekit.bench.am_spec import load_am_spec
+    from prunekit.config.asr import text_corpus
 
     spec = load_am_spec(args.recipe, parse_overrides(args.set))
     command = _command(args)
     work, out = Path(args.work), Path(args.out)
     if not args.report:
-        feats = speech_features(SpeechConfig(**spec.speech), progress=args.progress)
+        feats = speech_features(
+            with_text_corpus(spec.speech, text_corpus(spec)), progress=args.progress
+        )
         grid = open_grid(spec, feats, work, command, progress=args.progress)
         if args.dry_run:
             print(format_plan(describe(grid, args.cells)))

@@ -1,11 +1,12 @@
 """`prunekit report DIR`: rebuild a paper grid's tables.md, results.json and plots from its cell
-JSONs alone (no model is loaded). `prunekit report A B --compare`: which of seed 004's findings
+JSONs alone (no model is loaded), or a `bench asr` folder's. `prunekit report A B --compare`: which of seed 004's findings
 hold on both grids (e.g. two corpora), as a Markdown table."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 from prunekit.atomic import write_text
 from prunekit.errors import PrunekitError
@@ -81,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
             "pass one grid folder (several, and --out, only go with --compare): "
             "prunekit report DIR, or prunekit report A B --compare"
         )
+    if (Path(args.folder[0]) / "bench.json").is_file():  # a `prunekit bench asr` folder
+        from prunekit.report.asr_bench import build_asr_report
+
+        command = shlex.join(["prunekit", "report", str(args.folder[0])])
+        for name, path in build_asr_report(args.folder[0], command=command).items():
+            print(f"{name}: {path}")
+        return 0
     command = _command(args)
     paths = build_report(
         args.folder[0], metric=args.metric, command=command, machine=machine_info(), flat=flat

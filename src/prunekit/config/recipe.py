@@ -147,8 +147,9 @@ def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = 
         raise PrunekitError(_describe(exc.errors()[0])) from None
 
 
-def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML recipe file (not validated; an empty file gives {}).
+def read_recipe_yaml(path: str | Path, sections: str = "data, model, train") -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (not validated; empty file: {}); `sections` names them
+    in errors.
 
     Raises:
         PrunekitError: missing file, bad YAML, or not a mapping.
@@ -162,8 +163,8 @@ def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
     if raw is not None and not isinstance(raw, dict):
-        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
-    return raw or {}
+        raise PrunekitError(f"recipe {path} must be a mapping of sections ({sections})")
+    return dict(raw or {})
 
 
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:

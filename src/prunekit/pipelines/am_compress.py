@@ -1,6 +1,6 @@
 """A speech recipe's `lowrank:` and `prune:` (schedule: narang) sections on its CTC acoustic model.
 
-    feats = speech_features(SpeechConfig(**recipe.speech))
+    feats = speech_features(with_text_corpus(recipe.speech, text_corpus(recipe)))
     rows = lowrank_am(recipe, recipe.lowrank[0], feats, "runs/am-tn")       # seed 000
     rows = narang_am(recipe, recipe.prune[0], feats, "runs/am-narang",      # seed 001
                      dense="runs/am/checkpoints/best")                      # q from a dense AM

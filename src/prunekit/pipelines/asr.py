@@ -8,6 +8,7 @@ and per split also for the voices seen in training and the unseen ones.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -157,3 +158,57 @@ def train_acoustic_model(
         metrics["greedy"] = evaluate_acoustic_model(model, feats, max_frames=cfg.eval_max_frames)
         write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+# ------------------------------------------------------------------ the main job (`prunekit asr`)
+
+FREE_AM_TRAIN_KEYS = ("threads", "log_every", "eval_batch_size", "checkpoint_every")
+FREE_AM_KEYS = ("eval_max_frames",)
+SYSTEMS = ("no_lm", "lm", "lm_ilm")
+
+
+def am_settings(cfg: AcousticSection, corpus_key: str, n_mels: int) -> dict[str, Any]:
+    """What a trained acoustic model depends on (thread counts and the like left out)."""
+    am = cfg.model_dump(mode="json")
+    am["train"] = {k: v for k, v in am["train"].items() if k not in FREE_AM_TRAIN_KEYS}
+    for key in FREE_AM_KEYS:
+        am.pop(key, None)
+    return {"am": am, "corpus_key": corpus_key, "n_mels": n_mels}
+
+
+def bind_folder(folder: Path, facts: dict[str, Any], what: str) -> None:
+    """Write folder/settings.json on first use; refuse a folder made with other settings.
+
+    Raises:
+        PrunekitError: the folder holds a `what` made with other settings.
+    """
+    path = folder / "settings.json"
+    if path.is_file():
+        if json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(facts)):
+            raise PrunekitError(
+                f"{folder} holds {what} made with other settings (recipe or corpus): pass "
+                "another --out, or --no-resume to start over"
+            )
+        return
+    write_json(path, facts)
+
+
+def acoustic_stage(
+    cfg: AcousticSection,
+    feats: dict[str, FeatureSet],
+    out_dir: Path,
+    corpus_key: str,
+    *,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train (resume, or reuse when finished) the acoustic model; (best model, metrics)."""
+    n_mels = feats["train"].feats.shape[1]
+    bind_folder(out_dir, am_settings(cfg, corpus_key, n_mels), "an acoustic model")
+    done = out_dir / "metrics.json"
+    if done.is_file():
+        metrics = json.loads(done.read_text(encoding="utf-8"))
+    else:
+        metrics = train_acoustic_model(cfg, feats, out_dir, progress=progress)
+    model = build_acoustic_model(cfg, n_mels)
+    load_checkpoint(out_dir / "checkpoints" / "best", model)
+    return model.eval(), metrics

@@ -27,6 +27,33 @@ T3 = {
 }
 """Table 3: PPL of data-driven incremental pruning by method, and of from-scratch models."""
 
+# Seed 004 §4.3, ASR with the NNLM in shallow fusion (minus the internal LM), WER in %, on its
+# dictation and voice-assistant (VA) test sets; `*` in the paper = not significant (p > 0.005).
+T4 = {
+    "dictation": {0.5: (3.49, 3.48), 0.25: (3.57, 3.51), 0.1: (3.70, 3.62), 0.05: (3.78, 3.69)},
+    "va": {0.5: (4.22, 4.21), 0.25: (4.31, 4.28), 0.1: (4.44, 4.35), 0.05: (4.57, 4.43)},
+}
+"""Table 4: (one-shot, incremental) WER by size."""
+T4_BASELINE = {"dictation": 3.47, "va": 4.24}
+"""Table 4: WER with the dense 20M NNLM."""
+T4_NOT_SIGNIFICANT = {"dictation": (0.5,), "va": (0.5, 0.25)}
+"""Table 4: sizes whose incremental vs one-shot change is not significant."""
+T5 = {
+    "scratch-100": (3.47, 4.24),
+    "scratch-10": (3.53, 4.27),
+    "unstructured": (3.48, 4.21),
+    "structured": (4.21, 5.26),
+    "factorized": (3.54, 4.29),
+    "no-lm": (3.77, 4.47),
+}
+"""Table 5: (dictation, VA) WER. The pruned rows are incremental data-driven pruning to 10M
+parameters, i.e. 50 % of the 20M baseline, and "10M-scratch" is trained at that size; only
+factorized is not significant vs 10M-scratch."""
+T6 = {"dictation": (-1.3, -0.7, -2.6, -1.2), "va": (0.0, 1.3, -2.0, -1.9)}
+"""Table 6: relative WER change (%) of the pruned (unstructured, incremental, data-driven) vs the
+from-scratch 10M NNLM (50 % of the baseline) per word-frequency quartile, most frequent (25 %) to
+rarest (100 %)."""
+
 
 def _ppl(aggs: dict[Key, Agg], key: Key) -> float | None:
     a = aggs.get(key)
