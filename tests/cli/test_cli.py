@@ -88,7 +88,7 @@ def test_train_then_eval_then_corrupt_checkpoint(tiny_corpus, tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     code, err = _run(capsys, "eval", str(best))
     assert code == 2
-    assert "is corrupt or truncated" in err[0] and len(err) == 1
+    assert "does not match the sha256" in err[0] and len(err) == 1
 
 
 def test_run_writes_report_metrics_and_plot(tiny_corpus, tmp_path, capsys):

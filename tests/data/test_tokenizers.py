@@ -76,7 +76,7 @@ def test_sentencepiece_vocab_too_large(spm_text, tmp_path):
     with pytest.raises(
         PrunekitError,
         match=r"^vocab_size=5000 is larger than this corpus supports \(max \d+\): "
-        r"lower tokenizer\.vocab_size$",
+        r"lower data\.vocab_size$",
     ):
         SentencePieceTokenizer.train(small, 5000, cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.model"))

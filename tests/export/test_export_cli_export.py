@@ -110,9 +110,13 @@ def test_latency_suite_on_a_tiny_model():
     json.dumps(result)  # JSON-able
     names = set(result["decode"]["variants"])
     expected = {"dense-eager", "dense", "int8", "torch-int8", "masked@0.1", "torch-prune@0.1"}
-    for method in ("structured", "factorized", "unstructured"):
+    for method in ("structured", "factorized", "unstructured", "lowrank"):
         expected |= {f"{method}@0.1", f"{method}@0.1+int8"}
     assert names == expected == set(result["scoring"]["by_threads"]["1"])
+    ranks = result["variants_info"]["lowrank@0.1"]["ranks"]  # the LSTM gate stacks factored too
+    assert {"rnn.weight_ih_l0", "rnn.weight_hh_l1", "lm_head.weight"} <= set(ranks)
+    assert result["decode"]["variants"]["lowrank@0.1"]["flop_ratio"] > 2
+    assert any(t["target"].startswith("lowrank@0.1+int8 >= 10x") for t in result["targets"])
     assert result["decode"]["by_threads"]["1"]["dense"]["speedup"] == pytest.approx(1.0)
     assert {r["shape"][0] for r in result["break_even"]} == {48, 30}
     markdown = suite_markdown(result, {"cpu": "test"}, "prunekit bench latency")

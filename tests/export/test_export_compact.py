@@ -30,6 +30,7 @@ from prunekit.export import (
 )
 from prunekit.export.compact import NEVER_PRUNED, compact
 from prunekit.export.int8_choice import quantize_compact
+from prunekit.export.sliced import TiedEmbedding
 from prunekit.prune import ScopeConfig, finalize
 
 FAST = {"repeats": 2}  # timing-based choices: any outcome is exact, keep them cheap
@@ -160,7 +161,12 @@ def test_factorized_linear_and_embedding(tie):
     masked = pruned(tiny_transformer(tie_embeddings=tie), "factorized", 0.6)
     small, manifest = compact(masked, **FAST)
     assert_same_function(masked, small)
-    assert isinstance(small.embed, LowRankEmbedding) and isinstance(small.lm_head, LowRankLinear)
+    assert isinstance(small.lm_head, LowRankLinear)
+    if tie:  # the embedding reads the output layer's factors: stored once
+        assert isinstance(small.embed, TiedEmbedding) and small.embed.table is small.lm_head.U_t
+        assert manifest["ties"] == [{"embedding": "embed", "output": "lm_head", "tied": True}]
+    else:
+        assert isinstance(small.embed, LowRankEmbedding)
     for r in manifest["factorized"]:
         a, b = r["shape"]
         assert (r["as"] == "lowrank") == (r["kept_rank"] * (a + b) < a * b)

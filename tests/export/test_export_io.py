@@ -58,9 +58,14 @@ def test_manifest_records_kinds_indices_ranks_and_quant(tmp_path):
     head = written["layers"]["lm_head"]
     rank = next(r["kept_rank"] for r in written["factorized"] if r["module"] == "lm_head")
     assert head["kind"] == "lowrank" and head["rank"] == rank
-    assert written["layers"]["embed"] == {
-        "kind": "lowrank_embedding", "num": 23, "dim": 16, "rank": rank, "padding_idx": None,
+    assert written["layers"]["embed"] == {  # tied: reads lm_head's factors, stores none
+        "kind": "tied_embedding", "num": 23, "dim": 16, "transposed": True, "padding_idx": None,
+        "table": "lm_head.U_t", "proj": "lm_head.V_t",
+        "shapes": {"table": [rank, 23], "proj": [16, rank]},
     }  # fmt: skip
+    assert "embed.table" not in written["tensors"] and "lm_head.U_t" in written["tensors"]
+    loaded = load_compact(tmp_path / "f")
+    assert loaded.embed.table is loaded.lm_head.U_t  # still stored once after loading
 
 
 @pytest.fixture

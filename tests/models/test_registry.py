@@ -39,7 +39,7 @@ def test_missing_arch():
     with pytest.raises(PrunekitError) as err:
         build_model({"vocab_size": 11})
     assert str(err.value) == (
-        "model.arch is missing: set model.arch to one of 'transformer', 'rnn'"
+        "model.arch is missing: set model.arch to one of 'transformer', 'rnn', 'fastgrnn', 'kws', 'ctc'"
     )
 
 
@@ -47,7 +47,7 @@ def test_unknown_arch():
     with pytest.raises(PrunekitError) as err:
         build_model({"arch": "conformer", "vocab_size": 11})
     assert str(err.value) == (
-        "model.arch='conformer' is not supported: choose one of 'transformer', 'rnn'"
+        "model.arch='conformer' is not supported: choose one of 'transformer', 'rnn', 'fastgrnn', 'kws', 'ctc'"
     )
 
 

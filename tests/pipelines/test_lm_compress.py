@@ -1,9 +1,9 @@
 """Compressing a trained baseline by recipe: sizes reached, checkpoints written, runs resumable."""
 
 import json
-import shutil
 
 import pytest
+import torch
 
 from prunekit.config import parse_recipe
 from prunekit.errors import PrunekitError
@@ -11,6 +11,7 @@ from prunekit.pipelines.lm_artifact import load_lm_artifact
 from prunekit.pipelines.lm_baseline import prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress, load_trained
 from prunekit.prune import count_params
+from prunekit.train.checkpoint import read_checkpoint_state, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +100,13 @@ def test_a_changed_section_or_baseline_is_redone_not_reused(trained, tmp_path, c
     assert [r["target_params"] for r in again] == [r["target_params"] for r in first]
     assert not (tmp_path / f"size-{rows[0]['target_params']}").exists()
 
-    caplog.clear()  # another baseline: a copy with one weight changed
+    caplog.clear()  # another baseline: a copy with one weight changed (a valid checkpoint)
     moved = tmp_path.parent / f"{tmp_path.name}-base"
-    shutil.copytree(best, moved)
-    weights = moved / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-4] + bytes(4))  # last float changed, still valid
+    model = load_trained(best)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1.0
+    state = read_checkpoint_state(best)["state"]
+    save_checkpoint(moved, model, state, files={"tokenizer.model": data.tokenizer.to_bytes()})
     compress(cfg, cfg.prune[0], moved, data, tmp_path, progress=False)
     assert "baseline sha256" in caplog.text and "starting it over" in caplog.text
 

@@ -43,7 +43,8 @@ ERRORS = [
     ),
     (
         {"method": "structured", "method_args": {"consumers": ["lm_head"]}},
-        "method_args consumers=['lm_head'] must map RNN module names to Linear module names, "
+        "method_args consumers=['lm_head'] must map module names (an RNN, conv or embedding) to "
+        "the module reading it, "
         "e.g. {'rnn': 'lm_head'}",
     ),
     (
@@ -59,7 +60,7 @@ ERRORS = [
     ),
     (
         {"schedule": 0.5},
-        "schedule=0.5 must be OneShot(...), Cubic(...) or NarangRamp(...) (or what their "
+        "schedule=0.5 must be OneShot(...), Cubic(...), NarangRamp(...) or IHT(...) (or what their "
         "to_dict() returns)",
     ),
     ({"scope": "all"}, "scope='all' must be a ScopeConfig or a dict of its fields"),

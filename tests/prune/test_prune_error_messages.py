@@ -82,8 +82,8 @@ def test_consumer_key_must_be_an_rnn():
         schedule=OneShot(sparsity=0.5),
     )
     assert _raises(lambda: Pruner(TinyRNNLM(), cfg).attach()) == (
-        "method_args consumers has 'lstm', which is not an RNN module of the model: use one of "
-        "['rnn']"
+        "method_args consumers has 'lstm', which is not an RNN, conv or embedding module of the "
+        "model: use one of ['embed', 'rnn']"
     )
 
 

@@ -128,9 +128,9 @@ def test_factorized_refuses_rnn_weights():
     with pytest.raises(PrunekitError) as exc:
         Pruner(model, _cfg()).attach()
     assert str(exc.value) == (
-        "method=factorized cannot factorize 'rnn.weight_ih_l0' (LSTM): it supports nn.Linear and "
-        "nn.Embedding (method_args embeddings=true); exclude it (scope.exclude=['rnn']) or use "
-        "method=unstructured"
+        "method=factorized cannot factorize 1 layer: rnn (LSTM); it supports nn.Linear, Hugging "
+        "Face Conv1D, nn.Conv1d / Conv2d with groups=1 and nn.Embedding (method_args "
+        "embeddings=true): exclude it (scope.exclude=['rnn']) or use method=unstructured"
     )
     assert isinstance(model.embed, nn.Embedding)  # nothing was replaced
     Pruner(model, _cfg(scope=ScopeConfig(exclude=["rnn"]))).attach()

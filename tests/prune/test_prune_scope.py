@@ -108,7 +108,7 @@ def test_conflicting_scopes():
 def test_empty_scope():
     assert _err(TinyRNNLM(layers=1), include=["*.bias*"]) == (
         "empty pruning scope: no weight of module_types=['Linear', 'Embedding', 'LSTM', 'GRU', "
-        "'Conv1D'] is left after include=['*.bias*'], exclude=[], exclude_output=False: "
+        "'Conv1D', 'Conv1d', 'Conv2d'] is left after include=['*.bias*'], exclude=[], exclude_output=False: "
         "widen the scope"
     )
 
@@ -118,7 +118,7 @@ def test_bad_scope_config_values():
         (
             {"module_types": ["LayerNorm"]},
             "scope.module_types has 'LayerNorm', which cannot be pruned: choose from Linear, "
-            "Embedding, LSTM, GRU, RNN, Conv1D (biases and norms are never pruned)",
+            "Embedding, LSTM, GRU, RNN, Conv1D, Conv1d, Conv2d (biases and norms are never pruned)",
         ),
         (
             {"include": "blocks.*"},

@@ -101,7 +101,9 @@ def test_no_legend_covers_a_point():
 def test_the_corpus_is_prepared_once_per_run(tiny_corpus, tiny_recipe, tmp_path, monkeypatch):
     calls = []
     load = lm_baseline.load_corpus
-    monkeypatch.setattr(lm_baseline, "load_corpus", lambda src: calls.append(src) or load(src))
+    monkeypatch.setattr(
+        lm_baseline, "load_corpus", lambda src, **kw: calls.append(src) or load(src, **kw)
+    )
     raw = tiny_recipe(tiny_corpus, steps=2, eval_every=2)
     raw["prune"] = [
         {"name": "u", "criterion": "magnitude", "sizes": [0.5], "steps": 4, "frequency": 2}

@@ -14,8 +14,10 @@ random weights puts them where pruning trained weights would, unstructured), the
   user of torch would;
 - per size s (kept fraction of the pruned scope): `masked@s` (prunekit masks attached, 1 - s
   unstructured), `torch-prune@s` (torch.nn.utils.prune, same amount), and the compact exports
-  `structured@s`, `factorized@s`, `unstructured@s`, each also `+int8`. Every prunekit variant
-  decodes through `fast_decoder`; the peers and `masked@s` through their own eager modules.
+  `structured@s`, `factorized@s`, `unstructured@s`, each also `+int8`; for the LSTM LM also
+  `lowrank@s` (+int8): every Linear and LSTM gate stack factored (W = U V, `prunekit.lowrank`)
+  at the rank keeping s of its parameters, run as two thin matmuls per gate stack. Every prunekit
+  variant decodes through `fast_decoder`; the peers and `masked@s` through their own eager modules.
 
 Decoding (batch 1, KV cache / recurrent state, ms/token) and batched scoring (tokens/s) are timed
 round-robin over the variants (`prunekit.bench.latency.compare_variants` and `compare_scoring`),
@@ -43,6 +45,7 @@ from prunekit.bench.latency import (
     interleaved_orders,
     latency_markdown,
 )
+from prunekit.bench.lowrank_variant import lowrank_variant
 from prunekit.errors import PrunekitError
 from prunekit.export.choose import DEFAULT_SPARSITIES, sparse_speedup_curve
 from prunekit.export.compact import compact
@@ -170,6 +173,12 @@ def build_variants(
                 info[f"masked@{size:g}"] = meta
                 variants[f"torch-prune@{size:g}"] = torch_prune_peer(base, meta["sparsity"])
                 info[f"torch-prune@{size:g}"] = {"method": "torch.nn.utils.prune", **meta}
+        if model_config(base)["arch"] == "rnn":  # seed 000: the LSTM gate stacks factored too
+            fp32, meta = lowrank_variant(base, size, opts)
+            variants[f"lowrank@{size:g}"], info[f"lowrank@{size:g}"] = fast_decoder(fp32), meta
+            int8, choices = quantize_compact(fp32, policy="all", **opts)
+            variants[f"lowrank@{size:g}+int8"] = fast_decoder(int8)
+            info[f"lowrank@{size:g}+int8"] = {**meta, "int8_choices": choices}
     return variants, info
 
 
@@ -307,8 +316,9 @@ def check_targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": target, "measured": measured, "met": met})
 
     sizes = result["sizes"]
+    low = ("lowrank",) if f"lowrank@{min(sizes):g}" in result["decode"]["variants"] else ()
     for size in sizes:
-        for method in ("structured", "factorized"):
+        for method in ("structured", "factorized", *low):
             up, flops = _decode_row(result, f"{method}@{size:g}")
             add(f"{method}@{size:g}: speed-up >= 0.8 x FLOP ratio ({flops:.2f})",
                 up / flops, up / flops >= 0.8)  # fmt: skip
@@ -317,7 +327,7 @@ def check_targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     up, _ = _decode_row(result, "int8")
     add("int8 >= 3x over fp32 dense (whole decode step)", up, up >= 3.0)
     small = min(sizes)
-    for method in METHODS:
+    for method in (*METHODS, *low):
         up, _ = _decode_row(result, f"{method}@{small:g}+int8")
         add(f"{method}@{small:g}+int8 >= 10x (target at size 0.1)", up, up >= 10.0)
     if any(abs(s - 0.1) < 1e-9 for s in sizes):

@@ -8,7 +8,11 @@ The output folder holds:
     runs/<id>/         the cell's run folder; a killed cell resumes from its checkpoints here
     tables.md, results.json, *.png   written by `prunekit report DIR` (also after every run)
 
-Cells and their ids are described in `prunekit.bench.paper_cells`.
+Cells and their ids are described in `prunekit.bench.paper_cells`. A grid grows across sittings:
+new axes in the recipe (`paper.budget`, `paper.t1_finetuned`) only add cells, and raising
+`paper.fig2.extra_epochs` turns the finished Fig. 2 cells into 'extend' cells that continue from
+their checkpoints (when a sitting lost `runs/`, their sources are run again for their checkpoints
+only: finished records are never rewritten by that).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prunekit.atomic import write_json
+from prunekit.atomic import pid_alive, write_json
 from prunekit.bench.paper_cells import (
     Cell,
     cell_status,
@@ -33,8 +37,15 @@ from prunekit.bench.paper_cells import (
     workload,
 )
 from prunekit.bench.paper_latency import TIMED_KINDS, fill_latency
-from prunekit.bench.paper_run import Grid, check_cells, ensure_baseline, final_checkpoint, run_cell
-from prunekit.bench.paper_spec import PaperConfig
+from prunekit.bench.paper_run import (
+    Grid,
+    check_cells,
+    ensure_baseline,
+    final_checkpoint,
+    regenerate,
+    run_cell,
+)
+from prunekit.bench.paper_spec import PaperConfig, parse_paper
 from prunekit.config import RunConfig
 from prunekit.errors import PrunekitError
 from prunekit.machine import machine_info
@@ -53,16 +64,6 @@ def invocation(command: str) -> dict[str, Any]:
     }
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def grid_lock(out: Path) -> Iterator[None]:
     """Hold out/.lock while running, so two invocations never write the same cell.
@@ -77,7 +78,7 @@ def grid_lock(out: Path) -> Iterator[None]:
             pid = int(lock.read_text().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             raise PrunekitError(
                 f"{out} is being run by process {pid}: wait for it, or remove {lock} if that "
                 "process is not a prunekit run"
@@ -91,12 +92,25 @@ def grid_lock(out: Path) -> Iterator[None]:
 
 _FREE_TRAIN_KEYS = ("threads", "log_every", "eval_batch_size", "checkpoint_every")
 _CELL_KEYS = ("prune", "fig2", "fig3", "scratch_steps")  # how a cell runs (not which cells)
+_FREE_FIG2_KEYS = ("extra_epochs",)  # how far Fig. 2 runs: a longer run extends a shorter one
+
+
+def _with_defaults(paper: dict[str, Any]) -> dict[str, Any]:
+    """A grid.json `paper` section as this version reads it: keys added since it was written
+    take their defaults (which reproduce the older behaviour)."""
+    try:
+        return parse_paper(paper).model_dump(mode="json")
+    except PrunekitError:
+        return paper  # a section this version cannot read: compared as it is
 
 
 def _settings(recipe: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
     """What every finished cell depends on: data, model, training and the cells' own settings."""
     train = {k: v for k, v in recipe.get("train", {}).items() if k not in _FREE_TRAIN_KEYS}
+    paper = _with_defaults(paper)
     cells = {k: paper.get(k) for k in _CELL_KEYS}
+    if isinstance(cells["fig2"], dict):
+        cells["fig2"] = {k: v for k, v in cells["fig2"].items() if k not in _FREE_FIG2_KEYS}
     return {"data": recipe.get("data"), "model": recipe.get("model"), "train": train, **cells}
 
 
@@ -114,9 +128,10 @@ def check_same_settings(grid: Grid) -> None:
     now = _settings(grid.cfg.model_dump(mode="json"), grid.paper.model_dump(mode="json"))
     for key in now:
         if before.get(key) != now[key]:
+            hint = " (to run Fig. 2 longer, set paper.fig2.extra_epochs)" if key == "fig2" else ""
             raise PrunekitError(
                 f"{grid.out} was run with other `{key}` settings than this recipe, so its finished "
-                "cells would not be comparable: pass another --out (or restore the settings)"
+                f"cells would not be comparable: pass another --out (or restore the settings){hint}"
             )
 
 
@@ -155,14 +170,22 @@ def describe(grid: Grid, cells: list[Cell]) -> list[dict[str, Any]]:
     """One row per cell: id, kind, tables, status, steps done / total, estimated seconds left."""
     tokens = {s: int(getattr(grid.data, s).numel()) for s in ("train", "valid", "test")}
     scale = calibration(grid)
+    by_id = {c.id: c for c in plan_cells(grid.paper)}
+
+    def cost(cell: Cell, done: int = 0) -> float:
+        w = workload(cell, grid.cfg, grid.paper, grid.base_params, tokens)
+        return estimate_seconds(w, grid.cfg, grid.paper, done, scale)
+
     rows = []
     for cell in cells:
         status, done = cell_status(grid.out, cell)
         w = workload(cell, grid.cfg, grid.paper, grid.base_params, tokens)
         left = 0.0
         if status != "done":
-            left = estimate_seconds(w, grid.cfg, grid.paper, done, scale)
-        full = estimate_seconds(w, grid.cfg, grid.paper, scale=scale)
+            left = cost(cell, done)
+            # a source whose checkpoint went with an earlier sitting's runs/ is run again first
+            left += sum(cost(by_id[d]) for d in _lost_sources(grid, cell) if d in by_id)
+        full = cost(cell)
         rows.append(
             {
                 "id": cell.id,
@@ -191,18 +214,32 @@ def format_plan(rows: list[dict[str, Any]], threads: int) -> str:
         )
     total = sum(r["estimate_seconds"] for r in rows)
     left = sum(r["seconds_left"] for r in rows)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "todo")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "todo", "extend")}
+    extend = f", {counts['extend']} to extend" if counts["extend"] else ""
     lines.append(
         f"{len(rows)} cells ({counts['done']} done, {counts['partial']} partial, "
-        f"{counts['todo']} todo); estimated {total / 3600:.2f} h for all, {left / 3600:.2f} h "
-        f"left, at {threads} thread(s) (cost model: paper.cost"
+        f"{counts['todo']} todo{extend}); estimated {total / 3600:.2f} h for all, "
+        f"{left / 3600:.2f} h left, at {threads} thread(s) (cost model: paper.cost"
         + (
             f", x{rows[0]['cost_scale']:.2f} from the finished baseline's speed)"
             if rows and rows[0]["cost_scale"] != 1.0
             else ")"
         )
     )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_left_by_table(rows)])
+
+
+def _left_by_table(rows: list[dict[str, Any]]) -> list[str]:
+    """'left by table:' lines (a cell feeding several tables counts in each), to plan sittings."""
+    left: dict[str, list[float]] = {}
+    for r in rows:
+        if r["status"] != "done":
+            for table in r["tables"] or ["-"]:
+                left.setdefault(table, []).append(r["seconds_left"])
+    if not left:
+        return []
+    parts = [f"{t} {len(v)} cells {sum(v) / 3600:.2f} h" for t, v in left.items()]
+    return ["left by table (a shared cell counts in each): " + "; ".join(parts)]
 
 
 def open_grid(
@@ -245,22 +282,25 @@ def run_grid(
             if status == "done":
                 summary["skipped"].append(cell.id)
                 continue
+            notes = {}
             for dep in _lost_sources(grid, cell):
-                log.info("cell %s: the checkpoint of %s is gone; running it again", cell.id, dep)
-                _run_and_time(grid, by_id[dep])
-                summary["ran"].append(dep)
+                notes.setdefault("regenerated_sources", {})[dep] = _regenerate(grid, by_id[dep])
+                summary.setdefault("regenerated", []).append(dep)
             log.info("cell %s (%s)", cell.id, status)
-            _run_and_time(grid, cell)
+            _run_and_time(grid, cell, notes)
             summary["ran"].append(cell.id)
     return summary
 
 
 def _lost_sources(grid: Grid, cell: Cell) -> list[str]:
-    """Finished cells `cell` continues from whose checkpoints are gone (e.g. a new sitting)."""
+    """Finished cells `cell` continues from whose checkpoints are gone (e.g. a new sitting);
+    none for a Fig. 2 cell that resumes from a checkpoint of its own."""
+    if cell.kind == "finetune" and (grid.run_dir(cell.id) / "checkpoints" / "last").is_dir():
+        return []
     lost = []
     for dep in cell.depends:
-        if dep == "baseline":
-            continue  # ensure_baseline: the portable copy stands in for it
+        if dep == "baseline" or not grid.cell_json(dep).is_file():
+            continue  # ensure_baseline: the portable copy stands in for the baseline
         try:
             final_checkpoint(grid, dep)
         except PrunekitError:
@@ -268,8 +308,20 @@ def _lost_sources(grid: Grid, cell: Cell) -> list[str]:
     return lost
 
 
-def _run_and_time(grid: Grid, cell: Cell) -> None:
+def _regenerate(grid: Grid, dep: Cell) -> dict[str, Any]:
+    """Rebuild a finished source's checkpoint without rewriting its record; say how the rerun
+    compares with what was recorded."""
+    log.info("the checkpoint of %s is gone; running it again (its record is kept)", dep.id)
+    got = regenerate(grid, dep)
+    recorded = grid.result(dep.id)
+    out = {"valid_ppl": got.get("valid_ppl"), "recorded_valid_ppl": recorded.get("valid_ppl")}
+    if out["valid_ppl"] != out["recorded_valid_ppl"]:
+        log.warning("%s ran again to valid ppl %s (recorded: %s)", dep.id, *out.values())
+    return out
+
+
+def _run_and_time(grid: Grid, cell: Cell, notes: dict[str, Any] | None = None) -> None:
     """Run `cell`; then time its compact model while its checkpoint is surely there."""
-    run_cell(grid, cell)
+    run_cell(grid, cell, notes)
     if grid.paper.latency.each_cell and cell.kind in TIMED_KINDS:
         fill_latency(grid, [cell], remeasure=True)

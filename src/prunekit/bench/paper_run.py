@@ -22,7 +22,7 @@ from torch import nn
 
 from prunekit.atomic import write_json
 from prunekit.bench.paper_baseline import PORTABLE_DIR, check_baseline, export_baseline
-from prunekit.bench.paper_cells import Cell
+from prunekit.bench.paper_cells import Cell, cell_steps, checkpointed_steps
 from prunekit.bench.paper_spec import PaperConfig
 from prunekit.config import PruneSection, RunConfig, TrainConfig, parse_recipe
 from prunekit.data import LMBatches
@@ -41,7 +41,8 @@ from prunekit.prune import (
     count_params,
     resolve_scope,
 )
-from prunekit.train.checkpoint import read_checkpoint_state, save_checkpoint
+from prunekit.seeding import seed_everything
+from prunekit.train.checkpoint import read_checkpoint_state, restore_interrupted, save_checkpoint
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def prune_section(grid: Grid, cell: Cell) -> PruneSection:
         method=cell.method,
         schedule=cell.schedule,
         sizes=[cell.size],
-        steps=p.steps,
+        steps=cell.steps or p.steps,
         ramp=p.ramp,
         frequency=p.frequency,
         lr=p.lr,
@@ -213,7 +214,7 @@ def _training_free(grid: Grid, cell: Cell, section: PruneSection) -> dict[str, A
 
 def _prune(grid: Grid, cell: Cell) -> dict[str, Any]:
     section = prune_section(grid, cell)
-    if cell.schedule == "one-shot":
+    if cell.schedule == "one-shot" and cell.steps is None:
         if grid.paper.oneshot_steps == 0:
             return _metrics(_training_free(grid, cell, section))
         section = section.model_copy(update={"steps": grid.paper.oneshot_steps})
@@ -234,7 +235,7 @@ def scratch_model(grid: Grid, size: float) -> dict[str, Any]:
 def _scratch(grid: Grid, cell: Cell) -> dict[str, Any]:
     raw = grid.cfg.model_dump(mode="json")
     raw["name"], raw["model"] = cell.id, scratch_model(grid, cell.size or 1.0)
-    steps = grid.paper.scratch_steps or grid.cfg.train.steps
+    steps = cell_steps(cell, grid.cfg, grid.paper, grid.epoch_steps)
     raw["train"] = grid.train_cfg(cell.seed, steps=steps).model_dump(mode="json")
     m = train_baseline(parse_recipe(raw), grid.run_dir(cell.id), progress=grid.progress)
     out = {**_metrics(m), "effective_params": m["params"], "model": raw["model"]}
@@ -274,34 +275,56 @@ def _fit(
         run_state={"recipe": grid.cfg.model_dump(mode="json"), **run},
         progress=grid.progress,
         files={TOKENIZER_FILE: grid.data.tokenizer.to_bytes()},
+        label=out.name,
     )
     if pruner is not None:
         pruner.add_optimizer(trainer.optimizer)
     last = out / "checkpoints" / "last"
-    if last.exists():
+    if restore_interrupted(last):
         trainer.resume(last)
     trainer.fit()
     return trainer
 
 
-def _finetune(grid: Grid, cell: Cell) -> dict[str, Any]:
-    src = grid.result(cell.source or "")
-    start = final_checkpoint(grid, cell.source or "")
-    model = load_pruned(start)
+def fig2_phases(grid: Grid, seed: int) -> list[TrainConfig]:
+    """Fig. 2's fine-tuning as Trainer configs run one after the other on the same checkpoints:
+    cosine decay over `fig2.epochs`, then (with `extra_epochs`) a constant learning rate up to
+    `fig2.total_epochs`. A run extended later resumes into the second phase exactly where a
+    longer run from the start would be."""
     fig2, epoch = grid.paper.fig2, grid.epoch_steps
-    tcfg = grid.train_cfg(
-        cell.seed,
+    lr = fig2.lr or grid.paper.prune.lr
+    cosine = grid.train_cfg(
+        seed,
         steps=fig2.epochs * epoch,
-        lr=fig2.lr or grid.paper.prune.lr,
+        lr=lr,
         warmup_steps=0,
         eval_every=max(1, epoch // fig2.evals_per_epoch),
     )
+    if not fig2.extra_epochs:
+        return [cosine]
+    hold_lr = fig2.extra_lr or lr * cosine.min_lr_ratio
+    update = {"steps": fig2.total_epochs * epoch, "decay": "constant", "lr": hold_lr}
+    return [cosine, cosine.model_copy(update=update)]
+
+
+def _finetune(grid: Grid, cell: Cell) -> dict[str, Any]:
+    src = grid.result(cell.source or "")
+    out_dir = grid.run_dir(cell.id)
+    last = out_dir / "checkpoints" / "last"  # an unfinished or shorter run of this cell
+    start = last if last.is_dir() else final_checkpoint(grid, cell.source or "")
+    model = load_pruned(start)
     run = {"prune": read_checkpoint_state(start)["state"]["run"].get("prune")}
-    trainer = _fit(grid, model, tcfg, grid.run_dir(cell.id), None, run)
+    phases = fig2_phases(grid, cell.seed)
+    for tcfg in phases:
+        trainer = _fit(grid, model, tcfg, out_dir, None, run)
     row = measure(model, grid.data, grid.seeded(cell.seed))
+    epoch = grid.epoch_steps
     curve = _ppl_curve(trainer.history.valid, src["valid_ppl"], scale=epoch)
     out = {**_metrics(row), "steps": trainer.step, "epoch_steps": epoch, "curve": curve}
-    out.update(target_params=src.get("target_params"), curve_x="epoch")
+    out.update(target_params=src.get("target_params"), curve_x="epoch", epochs=trainer.step / epoch)
+    out["lr_phases"] = [
+        {"until_epoch": t.steps / epoch, "lr": t.lr, "decay": t.decay} for t in phases
+    ]
     return out
 
 
@@ -356,10 +379,11 @@ def cell_settings(grid: Grid, cell: Cell) -> dict[str, Any]:
     paper = grid.paper.model_dump(mode="json")
     out: dict[str, Any] = {"data": grid.cfg.data.model_dump(mode="json")}
     if cell.kind in ("baseline", "scratch"):
-        out["train_steps"] = grid.paper.scratch_steps if cell.kind == "scratch" else None
-        out["train_steps"] = out["train_steps"] or grid.cfg.train.steps
+        out["train_steps"] = cell_steps(cell, grid.cfg, grid.paper, 1)
     else:
         out["prune"] = paper["prune"]
+        if cell.kind == "prune" and cell.steps is not None:
+            out["prune"] = {**out["prune"], "steps": cell.steps}
     if cell.kind == "finetune":
         out["fig2"] = {**paper["fig2"], "epoch_steps": grid.epoch_steps}
     if cell.kind == "layer":
@@ -367,13 +391,19 @@ def cell_settings(grid: Grid, cell: Cell) -> dict[str, Any]:
     return out
 
 
-def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
-    """Run (or resume) `cell`, write `cells/<id>.json` atomically and return its record."""
+def run_cell(grid: Grid, cell: Cell, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) `cell`, write `cells/<id>.json` atomically and return its record.
+
+    The record's `cpu_seconds_last_call` covers this call only; `resumed_from_step` says how many
+    steps an earlier call had checkpointed (0: the whole run is in this call). `notes` are added.
+    """
     torch.set_num_threads(grid.cfg.train.threads)
-    torch.manual_seed(cell.seed)  # dropout; the data order follows train.seed
+    seed_everything(cell.seed)  # dropout; the data order follows train.seed
+    resumed = checkpointed_steps(grid.out, cell.id)
     started, cpu_started = time.perf_counter(), time.process_time()
     result = RUNNERS[cell.kind](grid, cell)
     record: dict[str, Any] = {**cell.spec(), **result, "settings": cell_settings(grid, cell)}
+    record.update(notes or {}, resumed_from_step=resumed)
     if cell.kind != "baseline":
         base = grid.result("baseline")
         record["baseline_params"] = base["params"]
@@ -388,6 +418,14 @@ def run_cell(grid: Grid, cell: Cell) -> dict[str, Any]:
     )
     write_json(grid.cell_json(cell.id), record)
     return record
+
+
+def regenerate(grid: Grid, cell: Cell) -> dict[str, Any]:
+    """Run a finished cell again only for its checkpoints (gone with an earlier sitting's runs/),
+    leaving its record alone; return the metrics this run gave (to compare with the record)."""
+    torch.set_num_threads(grid.cfg.train.threads)
+    torch.manual_seed(cell.seed)
+    return RUNNERS[cell.kind](grid, cell)
 
 
 def ensure_baseline(grid: Grid) -> None:

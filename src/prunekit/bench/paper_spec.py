@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from prunekit.config import RunConfig, parse_recipe
 from prunekit.config.recipe import set_dotted
 from prunekit.errors import PrunekitError
-from prunekit.recipes import builtin
+from prunekit.recipes import resolve_recipe
 
 FIG3_GROUPS: dict[str, list[str]] = {
     "embedding": ["embed.weight"],
@@ -25,6 +25,18 @@ FIG3_GROUPS: dict[str, list[str]] = {
     "ffn": ["blocks.*.ffn.*.weight"],
     "output": ["lm_head.weight"],
 }
+
+
+def fractions(value: list[float]) -> list[float]:
+    """`value` when every size is a fraction of the baseline in (0, 1).
+
+    Raises:
+        ValueError: the first size out of range.
+    """
+    for s in value:
+        if not 0 < s < 1:
+            raise ValueError(f"size {s} must be a fraction of the baseline in (0, 1)")
+    return value
 
 
 class _Strict(BaseModel):
@@ -44,13 +56,25 @@ class PruneDefaults(_Strict):
 
 
 class Fig2Config(_Strict):
-    """Fig. 2: fine-tune the one-shot and incremental models for `epochs` more epochs."""
+    """Fig. 2: fine-tune the one-shot and incremental models for `epochs` more epochs (cosine
+    decay of the learning rate over them), then `extra_epochs` more at a constant `extra_lr`.
+
+    `extra_epochs` extends a finished grid: its Fig. 2 cells resume from their last checkpoint (a
+    fresh run takes the same path, so both give the same curve). It is the one Fig. 2 setting a
+    grid folder may change between invocations.
+    """
 
     enabled: bool = True
     epochs: int = Field(3, ge=1)
     epoch_steps: int = Field(0, ge=0)  # steps per epoch; 0 = one pass over the training data
     evals_per_epoch: int = Field(1, ge=1)
     lr: float | None = Field(None, gt=0)  # None = prune.lr
+    extra_epochs: int = Field(0, ge=0)  # constant-LR epochs after the cosine ones
+    extra_lr: float | None = Field(None, gt=0)  # None = where the cosine ended (lr x min_lr_ratio)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.extra_epochs
 
 
 class Fig3Config(_Strict):
@@ -90,6 +114,32 @@ class CostConfig(_Strict):
     cell_overhead_s: float = Field(10.0, ge=0)  # loading data and checkpoints, per cell
 
 
+class BudgetConfig(_Strict):
+    """The pruning-budget axis: incremental pruning runs of `steps` optimizer steps (the same
+    `prune.ramp` share spent pruning) at `sizes`, each beside a from-scratch model of that size
+    trained for as many steps as the baseline and the pruning run together (compute-matched in
+    steps; `--dry-run` and the report give the CPU time)."""
+
+    enabled: bool = False
+    steps: list[int] = Field(default_factory=lambda: [500, 1000, 2000, 4000], min_length=1)
+    sizes: list[float] = Field(default_factory=lambda: [0.1, 0.05], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: ["unstructured", "factorized"], min_length=1)
+    criterion: str | None = None  # None = t3_criterion
+    scratch: bool = True  # the compute-matched from-scratch cells
+
+    @field_validator("steps")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(n < 1 for n in value):
+            raise ValueError(f"pruning steps {value} must all be >= 1")
+        return sorted(set(value))
+
+    @field_validator("sizes")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        return fractions(value)
+
+
 class PaperConfig(_Strict):
     """Which cells the grid holds (seed 004's layout) and how long each runs."""
 
@@ -107,22 +157,23 @@ class PaperConfig(_Strict):
     # ("one-shot pruning can be an efficient training-free alternative"; Fig. 2 then fine-tunes
     # both); set it to prune.steps to give one-shot the incremental run's training budget.
     oneshot_steps: int = Field(0, ge=0)
+    # Table 1 the paper's way too: one-shot followed by prune.steps of training (as many as the
+    # incremental run), beside the training-free column (only while oneshot_steps is 0)
+    t1_finetuned: bool = False
     scratch: bool = True  # Table 3's from-scratch row
     scratch_steps: int | None = Field(None, ge=1)  # None = train.steps
     checkpoint_every: int = Field(50, ge=1)  # every cell checkpoints this often (resume)
     prune: PruneDefaults = PruneDefaults()
     fig2: Fig2Config = Fig2Config()
     fig3: Fig3Config = Fig3Config()
+    budget: BudgetConfig = BudgetConfig()
     latency: LatencyConfig = LatencyConfig()
     cost: CostConfig = CostConfig()
 
     @field_validator("sizes", "seeded_sizes")
     @classmethod
     def _fractions(cls, value: list[float]) -> list[float]:
-        for s in value:
-            if not 0 < s < 1:
-                raise ValueError(f"size {s} must be a fraction of the baseline in (0, 1)")
-        return value
+        return fractions(value)
 
 
 def size_label(size: float) -> str:
@@ -155,16 +206,7 @@ def resolve_recipe_path(recipe: str | None) -> Path:
     Raises:
         PrunekitError: neither a file nor a built-in recipe.
     """
-    if recipe is None:
-        return builtin("paper")
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    if "/" not in recipe and builtin(recipe).is_file():
-        return builtin(recipe)
-    raise PrunekitError(
-        f"recipe {recipe} does not exist: pass a YAML file or a built-in name (paper, paper_tiny)"
-    )
+    return resolve_recipe(recipe, "paper")
 
 
 def load_paper_recipe(

@@ -15,10 +15,15 @@ from prunekit.bench import prune_overhead, train_throughput
 from prunekit.bench.paper_cells import Cell, plan_cells, select
 from prunekit.bench.paper_latency import fill_latency
 from prunekit.bench.paper_spec import load_paper_recipe
+from prunekit.cli.bench_am import add_am_parser
+from prunekit.cli.bench_asr import add_asr_parser
+from prunekit.cli.bench_foreign import add_foreign_parser
+from prunekit.cli.bench_kws import add_kws_parser
 from prunekit.cli.bench_latency import add_latency_parser
-from prunekit.cli.common import add_recipe_args, parse_overrides, recipe_from_args
+from prunekit.cli.bench_stream import add_stream_parser
+from prunekit.cli.common import add_recipe_args, check_out_dir, parse_overrides, recipe_from_args
 from prunekit.machine import machine_info
-from prunekit.recipes import builtin
+from prunekit.seeding import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_training_bench(which, "train", "trainer tokens/s vs a hand-written loop", 30, run_train)
     _add_paper_parser(which)
     add_latency_parser(which)
+    add_stream_parser(which)
+    add_kws_parser(which)
+    add_foreign_parser(which)
+    add_am_parser(which)
+    add_asr_parser(which)
     _add_training_bench(
         which,
         "prune-overhead",
@@ -53,7 +63,8 @@ def _add_training_bench(which, name: str, help: str, steps: int, func) -> None:
 
 def _run_training_bench(args: argparse.Namespace, module, name: str) -> int:
     """Measure with `module.measure`, save `name`.json/.md under --out, print the Markdown."""
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
+    cfg = recipe_from_args(args)
+    check_out_dir(args.out)
     threads = [int(n) for n in args.threads.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         result = module.measure(
@@ -134,7 +145,8 @@ def run_paper(args: argparse.Namespace) -> int:
     cfg, paper = load_paper_recipe(args.recipe, parse_overrides(args.set))
     corpus = cfg.data.corpus
     suffix = "" if corpus == "shakespeare" else "-" + Path(corpus).stem
-    out = Path(args.out or f"runs/paper-{cfg.name}{suffix}")
+    out = check_out_dir(args.out or f"runs/paper-{cfg.name}{suffix}")
+    seed_everything(cfg.train.seed)  # and each cell from its own seed (`run_cell`)
     command = _paper_command(args)
     grid = paper_bench.open_grid(cfg, paper, out, command, progress=args.progress)
     if args.dry_run:
@@ -153,6 +165,9 @@ def run_paper(args: argparse.Namespace) -> int:
 
         summary = paper_bench.run_grid(grid, args.cells, on_cell=show)
         print(f"ran {len(summary['ran'])} cell(s), skipped {len(summary['skipped'])} finished")
+        if summary.get("regenerated"):
+            lost = ", ".join(summary["regenerated"])
+            print(f"ran again for their lost checkpoints (records kept): {lost}")
     if not args.no_report and (out / "cells" / "baseline.json").is_file():
         report_cmd = f"prunekit report {shlex.quote(str(out))}"
         paths = build_report(out, command=report_cmd, machine=machine_info())

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from prunekit.atomic import write_json, write_text
 from prunekit.bench.latency_suite import SUITE_MODELS, run_suite, suite_markdown
+from prunekit.cli.common import check_out_dir
 from prunekit.errors import PrunekitError
 from prunekit.machine import machine_info
 
@@ -56,7 +56,7 @@ def run_latency(args: argparse.Namespace) -> int:
     threads = _numbers(args.threads, int, "threads")
     command = "prunekit " + shlex.join(sys.argv[1:])
     machine = machine_info()
-    out = Path(args.out)
+    out = check_out_dir(args.out)
     for model in models:
         _progress(f"{model}: building the variants")
         result = run_suite(

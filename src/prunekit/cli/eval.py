@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from prunekit.export import compact_size_report
 from prunekit.pipelines.lm_artifact import LMArtifact, load_lm_artifact
 from prunekit.pipelines.lm_baseline import evaluate, prepare_data
 from prunekit.pipelines.lm_compress import measure
+from prunekit.seeding import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +72,7 @@ def score_artifact(art: LMArtifact, cfg, *, progress: bool = True) -> dict[str, 
         _say(f"tokenizing {cfg.data.corpus} with the model's own tokenizer")
     data = prepare_data(cfg, tokenizer=art.tokenizer)
     kind = art.description["kind"]
-    if kind == "pruned checkpoint":
+    if kind in ("pruned checkpoint", "low-rank checkpoint"):
         metrics = measure(art.model, data, cfg, progress=progress)
     else:
         metrics = evaluate(art.model, data, cfg, progress=progress)
@@ -97,5 +99,13 @@ def run(args: argparse.Namespace) -> int:
     _say(f"loading {args.checkpoint}")
     art = load_lm_artifact(Path(args.checkpoint), tokenizer=args.tokenizer)
     cfg = eval_recipe(art, args.corpus, args.bptt, args.batch_size)
-    print(json.dumps(score_artifact(art, cfg), indent=1))
+    seed_everything(cfg.train.seed)
+    result = score_artifact(art, cfg)
+    for key in ("valid_loss", "test_loss"):
+        if not math.isfinite(result[key]):
+            raise PrunekitError(
+                f"{args.checkpoint} gives {key} {result[key]} (its outputs overflow: the run "
+                "diverged): evaluate an earlier checkpoint, or retrain with a lower train.lr"
+            )
+    print(json.dumps(result, indent=1))
     return 0

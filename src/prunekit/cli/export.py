@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit.cli.common import check_out_dir
 from prunekit.export.compact import compact, summarize
 from prunekit.export.int8_choice import quantize_compact
 from prunekit.export.io import save_compact
@@ -87,7 +88,7 @@ def export_summary(manifest: dict[str, Any], out: Path) -> str:
         elif r["kind"] == "rnn_units":
             kept = ", ".join(str(len(k)) for row in r["kept"] for k in row)
             lines.append(f"  {r['module']}: hidden units kept {kept} of {r['n']} per layer")
-        elif r["kind"] in ("heads", "ffn_units"):
+        elif "kept" in r and "n" in r:  # heads, ffn_units, conv_channels, embedding_cols
             lines.append(f"  {r['module']}: {r['kind']} kept {len(r['kept'])}/{r['n']}")
         else:
             lines.append(
@@ -96,6 +97,9 @@ def export_summary(manifest: dict[str, Any], out: Path) -> str:
             )
     for r in manifest["factorized"]:
         lines.append(f"  {r['module']}: rank {r['kept_rank']}/{r['rank']} -> {r['as']}")
+    for r in manifest.get("lowrank", []):
+        ranks = {k: v.get("rank") for k, v in r.get("matrices", {}).items()} or r.get("rank")
+        lines.append(f"  {r['module']}: W = U V (ranks {ranks}) -> {r['as']}")
     for name, r in manifest["choices"].items():
         ratio = f", CSR {r['ratio']:.2f}x dense" if r.get("ratio") else ""
         reason = f"; {r['reason']}" if r.get("reason") else ""
@@ -116,7 +120,7 @@ def _write_onnx(model: nn.Module, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path, out = resolve_checkpoint(Path(args.checkpoint)), Path(args.out)
+    path, out = resolve_checkpoint(Path(args.checkpoint)), check_out_dir(args.out)
     model, config = load_pruned(path)
     consumers = (config.method_args.get("consumers") if config else None) or None
     opts = {"batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats}

@@ -7,16 +7,30 @@ import logging
 import sys
 
 from prunekit import __version__
+from prunekit.cli import asr as asr_cmd
 from prunekit.cli import bench as bench_cmd
 from prunekit.cli import eval as eval_cmd
 from prunekit.cli import export as export_cmd
 from prunekit.cli import prune as prune_cmd
 from prunekit.cli import report as report_cmd
 from prunekit.cli import run as run_cmd
+from prunekit.cli import speech_data as speech_data_cmd
 from prunekit.cli import train as train_cmd
+from prunekit.cli import transcribe as transcribe_cmd
 from prunekit.errors import PrunekitError
 
-SUBCOMMANDS = (run_cmd, train_cmd, prune_cmd, export_cmd, eval_cmd, bench_cmd, report_cmd)
+SUBCOMMANDS = (
+    run_cmd,
+    train_cmd,
+    prune_cmd,
+    export_cmd,
+    eval_cmd,
+    bench_cmd,
+    report_cmd,
+    speech_data_cmd,
+    asr_cmd,
+    transcribe_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
-from prunekit.cli.common import add_recipe_args, recipe_from_args
+from prunekit.cli.common import add_recipe_args, check_out_dir, recipe_from_args
 from prunekit.pipelines.lm_run import run_main, write_report
-from prunekit.recipes import builtin
+from prunekit.seeding import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = recipe_from_args(args, default=str(builtin("demo")))
-    out = Path(args.out)
+    cfg = recipe_from_args(args)
+    out = check_out_dir(args.out)
+    seed_everything(cfg.train.seed)
     result = run_main(cfg, out, resume=not args.no_resume)
     command = "prunekit " + shlex.join(getattr(args, "argv", sys.argv[1:]))
     write_report(result, out, command)
@@ -41,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in result["compressed"]:
         speed = f", {r['decode_speedup']:.2f}x decode speed" if "decode_speedup" in r else ""
+        when = ""
+        if "pruned_at_step" in r:
+            when = f", step {r['pruned_at_step']:,} + {r['finetune_steps']:,} fine-tuning"
         print(
             f"{r['variant']}: {r['effective_params']:,} params "
-            f"({100 * r['size_fraction']:.1f} %, step {r['pruned_at_step']:,} + "
-            f"{r['finetune_steps']:,} fine-tuning), valid ppl {r['valid_ppl']:.2f}{speed}"
+            f"({100 * r['size_fraction']:.1f} %{when}), valid ppl {r['valid_ppl']:.2f}{speed}"
         )
     print(f"report: {out / 'report.md'}")
     return 0

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from prunekit.audio.speech_config import SpeechConfig
+from prunekit.config.narang import NarangSection
 from prunekit.errors import PrunekitError
+from prunekit.lowrank.config import LowRankSection
 
 
 class _Strict(BaseModel):
@@ -25,6 +28,15 @@ class DataConfig(_Strict):
     # of the train split; a cap maps rarer words to <unk>, and reports give the OOV rate)
     vocab_size: int | None = Field(None, ge=0)
     spm_model_type: Literal["unigram", "bpe"] = "unigram"
+    text: Literal["raw", "spoken"] = "raw"  # spoken: as a recognizer emits it (for fusion LMs)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """Leave `text` out while it is "raw", so recipes dumped before it existed compare equal."""
+        out = handler(self)
+        if self.text == "raw":
+            out.pop("text", None)
+        return out
 
 
 class TrainConfig(_Strict):
@@ -37,7 +49,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = Field(50, ge=0)
-    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    decay: Literal["cosine", "linear", "constant", "step"] = "cosine"  # step: see train.lr
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     eval_every: int = Field(200, ge=1)
@@ -46,7 +58,7 @@ class TrainConfig(_Strict):
     )  # also save checkpoints/last every N steps (0 = only at evals)
     eval_batch_size: int = Field(16, ge=1)
     log_every: int = Field(10, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)  # torch, numpy, random, dropout and data order
     threads: int = Field(2, ge=1)
     shuffle: bool = True
 
@@ -61,14 +73,17 @@ class PruneSection(_Strict):
     its masks fixed, for as many steps as the smallest size gets after the last update
     (`steps` - last update step - 1). `steps` must leave room for at least one update after
     step 0. One-shot: one run per size, pruned at step 0 (data-driven scores from
-    `calibration_batches` batches) and then fine-tuned for `steps`.
+    `calibration_batches` batches) and then fine-tuned for `steps`. Narang: the model is trained
+    from scratch while Narang's threshold ramp prunes it (`narang:` settings,
+    `prunekit.config.narang`).
     """
 
     name: str
     criterion: str = "taylor"
     method: str = "unstructured"
     method_args: dict[str, Any] = Field(default_factory=dict)
-    schedule: Literal["incremental", "one-shot"] = "incremental"
+    schedule: Literal["incremental", "one-shot", "narang"] = "incremental"
+    narang: NarangSection = NarangSection()
     sizes: list[float] = Field(default_factory=lambda: [0.5, 0.25, 0.1], min_length=1)
     steps: int = Field(400, ge=1)
     ramp: float = Field(0.75, gt=0, le=1)
@@ -101,6 +116,8 @@ class RunConfig(_Strict):
     model: dict[str, Any] = Field(default_factory=lambda: {"arch": "transformer"})
     train: TrainConfig = TrainConfig()
     prune: list[PruneSection] = Field(default_factory=list)
+    speech: SpeechConfig = SpeechConfig()
+    lowrank: list[LowRankSection] = Field(default_factory=list)  # seed 000, prunekit.lowrank
     speed: SpeedConfig = SpeedConfig()
 
 
@@ -151,6 +168,26 @@ def parse_recipe(raw: dict[str, Any] | None, overrides: dict[str, Any] | None = 
         raise PrunekitError(_describe(exc.errors()[0])) from None
 
 
+def read_recipe_yaml(path: str | Path, sections: str = "data, model, train") -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (not validated; empty file: {}); `sections` names them
+    in errors.
+
+    Raises:
+        PrunekitError: missing file, bad YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise PrunekitError(f"recipe {path} must be a mapping of sections ({sections})")
+    return dict(raw or {})
+
+
 def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML recipe (None = the built-in defaults) and validate it.
 
@@ -159,14 +196,4 @@ def load_recipe(path: str | Path | None, overrides: dict[str, Any] | None = None
     """
     if path is None:
         return parse_recipe({}, overrides)
-    path = Path(path)
-    if not path.is_file():
-        raise PrunekitError(f"recipe {path} does not exist: pass the path of a YAML recipe")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise PrunekitError(f"recipe {path} is not valid YAML ({first}): fix the file") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise PrunekitError(f"recipe {path} must be a mapping of sections (data, model, train)")
-    return parse_recipe(raw, overrides)
+    return parse_recipe(read_recipe_yaml(path), overrides)

@@ -107,13 +107,23 @@ def _load_file(path: Path) -> Corpus:
     return Corpus(path.stem, train, valid, test)
 
 
-def load_corpus(source: str | Path | None = None) -> Corpus:
+def spoken_corpus(corpus: Corpus) -> Corpus:
+    """The corpus in spoken form (`prunekit.data.spoken.spoken_lines`: what a recognizer emits)."""
+    from prunekit.data.spoken import spoken_lines
+
+    splits = (spoken_lines(t) + "\n" for t in (corpus.train, corpus.valid, corpus.test))
+    return Corpus(corpus.name, *splits)
+
+
+def load_corpus(source: str | Path | None = None, text: str = "raw") -> Corpus:
     """Load a corpus and its train/valid/test splits.
 
     Args:
         source: None or "shakespeare" for the default corpus; "web-bible" for the World English
             Bible (`prunekit.data.web_bible`); a folder holding one of `LAYOUTS`
             (plain, WikiText or PTB file names); or one text file, split by `split_lines`.
+        text: "raw" (as written) or "spoken" (`spoken_corpus`: lower case, numbers spelled out,
+            no punctuation), for LMs fused with a speech recognizer.
 
     Returns:
         The corpus, named "shakespeare", "web-bible", the folder's name or the file's stem.
@@ -122,6 +132,13 @@ def load_corpus(source: str | Path | None = None) -> Corpus:
         PrunekitError: if the path is missing, the folder has no known layout, a split is empty,
             a file is not UTF-8, or a single file is too small to split.
     """
+    if text not in ("raw", "spoken"):
+        raise PrunekitError(f"data.text={text!r} is not known: use 'raw' or 'spoken'")
+    corpus = _load(source)
+    return spoken_corpus(corpus) if text == "spoken" else corpus
+
+
+def _load(source: str | Path | None) -> Corpus:
     if source is None or (isinstance(source, str) and source == "shakespeare"):
         from prunekit.data.shakespeare import load_shakespeare
 

@@ -30,6 +30,7 @@ import torch
 
 from prunekit.atomic import write_with
 from prunekit.errors import PrunekitError
+from prunekit.progress import note
 
 logger = logging.getLogger(__name__)
 
@@ -166,14 +167,19 @@ def _spm_error(err: RuntimeError, vocab_size: int) -> PrunekitError | None:
         limit = f" (max {found.group(1)})" if found else ""
         return PrunekitError(
             f"vocab_size={vocab_size} is larger than this corpus supports{limit}: "
-            "lower tokenizer.vocab_size"
+            "lower data.vocab_size"
         )
     if "smaller than required_chars" in msg:
         found = re.search(r"(\d+)\s+vs\s+(\d+)", msg)
         need = f" (min {found.group(2)})" if found else ""
         return PrunekitError(
             f"vocab_size={vocab_size} is smaller than the number of distinct characters in this "
-            f"corpus{need}: raise tokenizer.vocab_size"
+            f"corpus{need}: raise data.vocab_size"
+        )
+    if "all_chars_count" in msg:
+        return PrunekitError(
+            "the train split has no characters a sentencepiece tokenizer can learn (only "
+            "spaces or control characters): put text in it"
         )
     return None
 
@@ -227,7 +233,7 @@ class SentencePieceTokenizer:
         """
         if model_type not in SPM_MODEL_TYPES:
             raise PrunekitError(
-                f"tokenizer.model_type={model_type!r} is unknown: use one of {SPM_MODEL_TYPES}"
+                f"data.spm_model_type={model_type!r} is unknown: use one of {SPM_MODEL_TYPES}"
             )
         if vocab_size < 3:
             raise PrunekitError(f"vocab_size={vocab_size} is too small: use at least 3")
@@ -244,6 +250,7 @@ class SentencePieceTokenizer:
             except PrunekitError:
                 logger.warning("cached sentencepiece model %s is unreadable; retraining", path)
         logger.info("training %s sentencepiece model, vocab %d", model_type, vocab_size)
+        note(f"data: training a {model_type} sentencepiece tokenizer ({vocab_size} units)")
         buffer = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(

@@ -13,7 +13,8 @@ token t (0-based) attends t + 1 tokens, so over a window of T tokens the mean co
 (T + 1) / 2 (pass an integer, e.g. `(T + 1) // 2`). Only attention depends on it.
 
 Only the matrix products, bias adds, LayerNorm and RNN gate arithmetic are counted; residual adds,
-softmax and feed-forward activations are O(d) per token and ignored.
+softmax and feed-forward activations are O(d) per token and ignored. A convolution counts per
+output position (its own "token"); Hugging Face's `Conv1D` counts as the Linear it is.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ def _registered(module: nn.Module) -> FlopsFn | None:
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+        return _hf_conv1d  # Hugging Face's transposed Linear, without importing transformers
     return None
+
+
+def _hf_conv1d(m: nn.Module, context_len: int) -> int:
+    n_in, n_out = m.weight.shape  # (in, out)
+    return 2 * int(n_in) * int(n_out) + (int(n_out) if m.bias is not None else 0)
 
 
 def _own_method(module: nn.Module) -> Callable[[int], int] | None:
@@ -81,6 +89,18 @@ def flops_breakdown(model: nn.Module, context_len: int) -> dict[str, int]:
 @register_flops(nn.Linear)
 def _linear(m: nn.Linear, context_len: int) -> int:
     return 2 * m.in_features * m.out_features + (m.out_features if m.bias is not None else 0)
+
+
+@register_flops(nn.Conv1d)
+@register_flops(nn.Conv2d)
+def _conv(m: nn.Conv1d | nn.Conv2d, context_len: int) -> int:
+    """Per output position ("token" = one output frame / pixel): 2 * out * in/groups * kernel."""
+    k = 1
+    for n in m.kernel_size:
+        k *= n
+    return 2 * m.out_channels * (m.in_channels // m.groups) * k + (
+        m.out_channels if m.bias is not None else 0
+    )
 
 
 @register_flops(nn.Embedding)

@@ -7,12 +7,17 @@
 - `size`: `compact_size_report` (counts packed int8 weights);
 - `onnx_export`: `export_onnx`, `check_onnx`, `onnx_ready`;
 - `compact`: `prunekit.export.compact.compact(model)` turns a pruned model into a plain,
-  physically smaller one (`shrink`: heads / FFN units / LSTM-GRU units / rows-cols; `sliced`:
-  SlicedLinear, LowRankEmbedding; `linear_rnn`: LinearRNN with CSR gate matrices,
-  CompactRNNLM); `quantize_compact` adds int8. It imports the pruning code, so it is not
-  imported here: loading an export needs none of it;
-- `io`: `save_compact` / `load_compact` (weights.safetensors + manifest.json, see `manifest` and
-  `records`).
+  physically smaller one (`conv1d`: Hugging Face Conv1D as nn.Linear; `shrink`: heads / FFN
+  units / LSTM-GRU units / rows-cols; `shrink_channels`: conv channels, embedding columns;
+  `sliced`: SlicedLinear, LowRankEmbedding, SlicedEmbedding, TiedEmbedding, LowRankConv; `ties`:
+  tied embeddings stored once; `linear_rnn`: LinearRNN with CSR gate matrices, CompactRNNLM);
+  `quantize_compact` adds int8. It imports the pruning code, so it is not imported here:
+  loading an export needs none of it;
+- `io`: `save_compact` / `load_compact` (weights.safetensors + manifest.json, see `manifest`,
+  `records` and `records_torch`), any model: `load_compact(folder, model=...)` for one prunekit
+  did not build;
+- `hf_pretrained`: `save_pretrained` for Hugging Face's `from_pretrained`, where the config can
+  express the compact shapes.
 """
 
 from prunekit.export.choose import (

@@ -2,16 +2,23 @@
 
 Steps, on a deep copy (the input may have prunekit masks attached or be finalized already):
 
-1. masks are baked in (`prunekit.prune.finalize`);
+1. masks are baked in (`prunekit.prune.finalize`); Hugging Face `Conv1D` layers become the
+   nn.Linear they are (`prunekit.export.conv1d`);
 2. factorized layers keep their unmasked ranks k: two thin matmuls (`LowRankLinear`,
-   `LowRankEmbedding`, singular values folded into U) when k (a + b) < a b, else one dense matrix;
-3. structured pruning is made physical (`prunekit.export.shrink`): heads, FFN units and gate-aware
-   LSTM/GRU units that nothing reads are removed, with the next layer's input and the consumer's
-   columns; other Linears with zero rows/columns become `SlicedLinear`;
-4. every Linear goes to its fastest dense layout and every RNN to its fastest kernel setting
+   `LowRankEmbedding`, `LowRankConv`, singular values folded into U) when k (a + b) < a b, else
+   one dense layer; trace-norm / SVD factored matrices (`prunekit.lowrank`, W = U V) likewise,
+   LSTM / GRU gate stacks inside a `LinearRNN` / `BiLinearRNN` (`prunekit.export.lowrank_rnn`);
+3. structured pruning is made physical (`prunekit.export.shrink`, `shrink_channels`): heads
+   (GPT-2's fused c_attn too), FFN units, gate-aware LSTM/GRU units, conv channels and embedding
+   columns that nothing reads are removed, with the next layer's input, the norms in between
+   and the consumer's columns (consumers given at prune time are remembered); other Linears
+   with zero rows/columns become `SlicedLinear`, embeddings with zero columns `SlicedEmbedding`;
+4. every Linear (and Conv1D) goes to its fastest dense layout and every RNN to its fastest kernel setting
    (`fastest_dense`); each layer that still has zeros is timed dense vs CSR at the serving batch
    size (`choose_linear`; LSTM/GRU: `LinearRNN` with CSR gate matrices vs the fused dense kernel)
    and keeps dense unless CSR is measurably faster; the choice and the measured ratio are recorded;
+   an embedding tied to the output layer then reads that layer's tensor (`prunekit.export.ties`),
+   so the compact model stores it once, as the pruned one does;
 5. with `int8=True`, `quantize_compact` (`prunekit.export.int8_choice`) then makes the linear and
    recurrent layers dynamic int8 (ranks and zeros preserved; CSR layers stay CSR where that is
    faster; with int8_policy="fastest" every layer stays fp32 where int8 is not faster).
@@ -32,19 +39,28 @@ from torch import nn
 from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
 from prunekit.export.choose import choose_linear, outgrows_cache, weight_sparsity
+from prunekit.export.conv1d import convert_conv1d, is_hf_conv1d
 from prunekit.export.fast_dense import DenseLayout, fastest_dense
 from prunekit.export.int8_choice import Int8Policy, quantize_compact
 from prunekit.export.layers import DenseLinear, LowRankLinear, SparseLinear
 from prunekit.export.linear_rnn import CompactRNNLM, LinearRNN
+from prunekit.export.lowrank_rnn import convert_lowrank, has_lowrank
 from prunekit.export.manifest import FORMAT, FORMAT_VERSION
-from prunekit.export.replace import replace_modules
-from prunekit.export.shrink import set_module, shrink_structures, slice_rows_cols
+from prunekit.export.replace import replace_modules, set_module
+from prunekit.export.shrink import shrink_structures, slice_rows_cols
+from prunekit.export.shrink_channels import shrink_chains, slice_embeddings
 from prunekit.export.size import compact_size_report
-from prunekit.export.sliced import LowRankEmbedding
+from prunekit.export.sliced import LowRankConv, LowRankEmbedding
+from prunekit.export.ties import retie, tied_pairs
 from prunekit.export.timing import check_positive_int, median_us, num_threads
 from prunekit.models.registry import build_model, model_config
 from prunekit.models.rnn_lm import RNNLM
-from prunekit.prune.factorized import FACTORIZED_TYPES, FactorizedEmbedding, FactorizedLinear
+from prunekit.prune.factorized import (
+    FACTORIZED_TYPES,
+    FactorizedConv,
+    FactorizedEmbedding,
+    FactorizedLinear,
+)
 from prunekit.prune.masks import finalize, mask_modules
 
 SparsePolicy = Literal["auto", "dense", "csr"]
@@ -57,19 +73,32 @@ Record = dict[str, Any]
 
 
 def is_pruned(model: nn.Module) -> bool:
-    """True if `model` has prunekit masks, factorized layers, or zeros in a Linear/RNN weight."""
+    """True if `model` has prunekit masks, factorized layers, or zeros in a weight of a Linear,
+    Conv1D, conv, embedding or RNN."""
     if mask_modules(model) or any(isinstance(m, FACTORIZED_TYPES) for m in model.modules()):
         return True
+    if has_lowrank(model):
+        return True
     for m in model.modules():
-        if isinstance(m, nn.Linear | nn.RNNBase):
-            names = ["weight"] if isinstance(m, nn.Linear) else m._flat_weights_names
-            if any(bool((getattr(m, n) == 0).any()) for n in names if n.startswith("weight")):
-                return True
+        if isinstance(m, nn.RNNBase):
+            names = [n for n in m._flat_weights_names if n.startswith("weight")]
+        elif isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Embedding) or is_hf_conv1d(m):
+            names = ["weight"]
+        else:
+            continue
+        if any(bool((getattr(m, n) == 0).any()) for n in names):
+            return True
     return False
 
 
+def mask_readers(model: nn.Module) -> dict[str, str]:
+    """Producer module -> its reader, as structured pruning recorded them on the masks."""
+    return {name: mask.reader for name, _, _, mask in mask_modules(model) if mask.reader}
+
+
 def convert_factorized(model: nn.Module) -> list[Record]:
-    """Replace every FactorizedLinear / FactorizedEmbedding by its compact form (in place)."""
+    """Replace every FactorizedLinear / FactorizedConv / FactorizedEmbedding by its compact form
+    (in place): two thin layers where k (a + b) < a b, else one dense layer."""
     records = []
     for name, m in list(model.named_modules()):
         if not isinstance(m, FACTORIZED_TYPES):
@@ -83,6 +112,8 @@ def convert_factorized(model: nn.Module) -> list[Record]:
         if isinstance(m, FactorizedLinear):
             bias = None if m.bias is None else m.bias.detach()
             new = LowRankLinear(U, V, bias) if low else _dense_linear(U @ V, bias)
+        elif isinstance(m, FactorizedConv):
+            new = _low_rank_conv(m, U, V) if low else _dense_conv(m, U @ V)
         else:
             new = LowRankEmbedding(U, V, m.padding_idx) if low else _dense_embedding(U @ V, m)
         set_module(model, name, new)
@@ -103,6 +134,34 @@ def _dense_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
         if bias is not None:
             lin.bias.copy_(bias)
     return lin
+
+
+def _conv(m: FactorizedConv, n_in: int, n_out: int, kernel, first: bool, bias: bool) -> nn.Module:
+    cls = nn.Conv1d if m.dims == 1 else nn.Conv2d
+    if not first:
+        return cls(n_in, n_out, kernel, bias=bias)
+    return cls(n_in, n_out, kernel, m.stride, m.padding, m.dilation, bias=bias)
+
+
+def _set(conv: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(conv.weight.shape))
+        if bias is not None:
+            conv.bias.copy_(bias.detach())
+    return conv.eval()
+
+
+def _low_rank_conv(m: FactorizedConv, U: torch.Tensor, V: torch.Tensor) -> LowRankConv:
+    """conv(in -> k) with the filters V (k, in x kernel), then a 1 x 1 conv with U (out, k)."""
+    k = V.shape[0]
+    first = _set(_conv(m, m.in_channels, k, m.kernel_size, True, False), V, None)
+    second = _conv(m, k, m.out_channels, 1, False, m.bias is not None)
+    return LowRankConv(first, _set(second, U, m.bias))
+
+
+def _dense_conv(m: FactorizedConv, weight: torch.Tensor) -> nn.Module:
+    conv = _conv(m, m.in_channels, m.out_channels, m.kernel_size, True, m.bias is not None)
+    return _set(conv, weight, m.bias)
 
 
 def _dense_embedding(weight: torch.Tensor, m: FactorizedEmbedding) -> nn.Embedding:
@@ -254,7 +313,10 @@ def compact(
         sparse: "auto" (time dense vs CSR per layer), "dense" (never CSR), "csr" (always CSR
             for layers with zeros).
         dense_layout, rnn_onednn: as in `fastest_dense`.
-        consumers: RNN module name -> the Linear reading its last layer (else found by name).
+        consumers: producer -> the layer reading its units (an RNN's last layer -> a Linear, a
+            conv or an embedding -> a conv / Linear / LSTM / GRU, see
+            `prunekit.prune.channels`); added to those structured pruning recorded on the
+            masks (given at prune time), which apply without passing them again.
         min_speedup: dense_us / sparse_us needed to choose CSR.
         min_sparsity: layers sparser than this are timed; others stay dense untimed.
         dense: accept a model that was never pruned (exports the dense baseline).
@@ -276,9 +338,14 @@ def compact(
         raise PrunekitError(NEVER_PRUNED)
     config = _base_config(model)
     cold = outgrows_cache(model) if cold is None else cold
+    consumers = {**mask_readers(model), **(consumers or {})}
     new = finalize(copy.deepcopy(model)).eval()
+    pairs = tied_pairs(new)
+    conv1d = convert_conv1d(new)
+    lowrank = convert_lowrank(new)
     factorized = convert_factorized(new)
-    structure = shrink_structures(new, consumers) + slice_rows_cols(new)
+    structure = shrink_chains(new, consumers) + shrink_structures(new, consumers)
+    structure += slice_embeddings(new) + slice_rows_cols(new)
     new = fastest_dense(
         new, dense_layout=dense_layout, rnn_onednn=rnn_onednn,
         batch_size=batch_size, threads=threads,
@@ -288,6 +355,7 @@ def compact(
         "min_speedup": min_speedup, "min_sparsity": min_sparsity, "cold": cold,
     }  # fmt: skip
     choices = choose_sparse(new, sparse, opts)
+    ties = retie(new, pairs)
     int8_choices: dict[str, Record] = {}
     if int8:
         new, int8_choices = quantize_compact(
@@ -303,7 +371,8 @@ def compact(
     }  # fmt: skip
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config,
-        "pruned": pruned, "options": options, "structure": structure, "factorized": factorized,
+        "pruned": pruned, "options": options, "conv1d": conv1d, "structure": structure,
+        "factorized": factorized, "ties": ties, "lowrank": lowrank,
         "choices": choices, "int8_choices": int8_choices, "summary": summarize(new, config),
     }  # fmt: skip
     return new.eval(), manifest

@@ -3,7 +3,8 @@
 Speed-ups of compressed models are quoted against this, not against the training-time module
 layout, so that a "pruned model is 3x faster" claim is not just the slack of a slow dense path:
 
-- every `nn.Linear` becomes a `DenseLinear`, its weight stored pre-transposed for one addmm or
+- every `nn.Linear` (and Hugging Face `Conv1D`, GPT-2's transposed Linear) becomes a
+  `DenseLinear`, its weight stored pre-transposed for one addmm or
   as (out, in) for F.linear, whichever a timing at the decode batch size finds faster per layer
   (on the 2-core dev machine neither layout won everywhere: the pre-transposed one was ~1.7x
   faster for a 512 -> 6300 output layer at batch 1, F.linear faster for some FFN shapes);
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from prunekit.errors import PrunekitError
+from prunekit.export.conv1d import conv1d_to_linear, is_hf_conv1d
 from prunekit.export.layers import DenseLinear
 from prunekit.export.replace import replace_modules
 from prunekit.export.timing import check_positive_int, median_us, num_threads, onednn_disabled
@@ -164,6 +166,8 @@ def fastest_dense(
     new = copy.deepcopy(model).eval()
 
     def convert(name: str, m: nn.Module) -> nn.Module | None:
+        if is_hf_conv1d(m):
+            m = conv1d_to_linear(m)
         if _is_plain_linear(m):
             transposed = dense_layout == "transposed"
             if dense_layout == "auto":

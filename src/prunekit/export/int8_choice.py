@@ -6,7 +6,8 @@
 - SparseLinear -> kept in fp32 CSR or made a dense `Int8Linear` (zeros kept), whichever is faster;
 - nn.LSTM / nn.GRU -> torch's dynamic int8 LSTM / GRU;
 - LinearRNN (CSR gate matrices) -> its gate layers in int8 / CSR, or torch's int8 LSTM / GRU of
-  its weights, whichever is faster.
+  its weights, whichever is faster; with low-rank gate stacks, always its gate layers (int8
+  factors: multiplying them out into torch's int8 LSTM / GRU would undo the compression).
 
 policy="all" quantizes every layer that has an int8 form (timing only the either-or cases
 above); policy="fastest" also times the fp32 layer against its int8 form at `batch_size` rows and
@@ -51,6 +52,8 @@ def _candidates(m: nn.Module) -> dict[str, nn.Module] | None:
         return {"fp32": m, "int8": Int8LowRankLinear.from_low_rank(m)}
     if isinstance(m, LinearRNN):
         gates = quantize_int8(m, sparse="fastest")
+        if any(isinstance(g, LowRankLinear) for g in [*m.ih, *m.hh]):
+            return {"fp32": m, "int8_gates": gates}  # keep the ranks: no dense int8 LSTM / GRU
         return {"fp32": m, "int8_gates": gates, "int8": _int8_rnn(m.to_dense_rnn())}
     if isinstance(m, nn.LSTM | nn.GRU):
         q = _int8_rnn(m)

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prunekit.atomic import default_mode, make_temp_dir
 from prunekit.errors import PrunekitError
 from prunekit.export.manifest import (
+    FOREIGN,
     FORMAT,
     FORMAT_VERSION,
     MISMATCH,
     build,
     check_index,
+    class_path,
     layer_records,
     plain_tensors,
     root_name,
@@ -91,10 +93,14 @@ def save_compact(
 ) -> dict[str, Any]:
     """Write `model` (from `compact`) to `folder`/weights.safetensors + manifest.json atomically.
 
+    Any model works: one prunekit builds (TransformerLM / RNNLM family) is rebuilt from its config
+    by `load_compact(folder)`; any other (a Hugging Face model, your own nn.Module) is recorded
+    as "foreign" and loaded into a dense model built the same way,
+    `load_compact(folder, model=...)`.
+
     Args:
-        model: a compact model (TransformerLM / RNNLM family with compact layers).
-        manifest: the dict `compact` returned (its `model_config` is required), or None for a
-            model whose base config `prunekit.models.model_config` can tell.
+        model: a compact model (from `compact`), or any plain model.
+        manifest: the dict `compact` returned, or None.
         folder: the export folder (replaced if it is an earlier export).
         files: more files for the folder, name -> bytes (e.g. "tokenizer.model"; names from
             `OWN_FILES` only, so a later export may replace the folder).
@@ -103,35 +109,41 @@ def save_compact(
         The manifest as written.
 
     Raises:
-        PrunekitError: a model the format cannot describe, or a folder holding other files.
+        PrunekitError: a prunekit model with modules its config does not describe, or a folder
+            holding other files.
     """
-    from prunekit.models.registry import model_config
+    from prunekit.models.registry import registered_config
 
     out = copy.deepcopy(dict(manifest or {}))
-    config = out.get("model_config") or model_config(model)
     root = root_name(model)
+    config = (out.get("model_config") or registered_config(model)) if root != FOREIGN else None
     records, tensors = layer_records(model)
     plain = plain_tensors(model, records)
-    _check_plain(config, root, records, plain)
+    if root != FOREIGN:
+        _check_plain(config, root, records, plain)
     tensors = {k: v.detach().contiguous().clone() for k, v in {**tensors, **plain}.items()}
+    attrs = {r["module"]: r["attrs"] for r in out.get("structure") or [] if r.get("attrs")}
     out.update(
         format=FORMAT, format_version=FORMAT_VERSION, model_config=config, root=root,
-        layers=records, tensors=tensor_index(tensors),
+        model_class=class_path(model), attrs=attrs, layers=records, tensors=tensor_index(tensors),
     )  # fmt: skip
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder)  # permissions follow the umask
     try:
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
         save_file(tensors, str(tmp / WEIGHTS), metadata=meta)
         out["weights"] = {
             "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
-        (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
         for name, data in (files or {}).items():
             if name not in OWN_FILES - {WEIGHTS, MANIFEST}:
                 raise PrunekitError(f"cannot add {name!r} to an export: use one of {OWN_FILES}")
             (tmp / name).write_bytes(data)
+            out.setdefault("files", {})[name] = file_sha256(tmp / name)
+        (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        for file in tmp.iterdir():
+            os.chmod(file, default_mode(folder=False))  # safetensors creates its files 0600
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -189,14 +201,25 @@ def _read_weights(folder: Path, manifest: Mapping[str, Any], verify: bool) -> di
         ) from None
 
 
-def load_compact(folder: str | Path, *, verify: bool = True) -> nn.Module:
+def load_compact(
+    folder: str | Path, *, model: nn.Module | None = None, verify: bool = True
+) -> nn.Module:
     """Rebuild a compact model from `folder` (see `save_compact`), in eval mode.
 
     Needs only prunekit.models and the compact layers: no pruning code, no pickle.
 
     Args:
         folder: the export folder.
+        model: the dense model to load into, built the same way as the exported one (required
+            for a model prunekit did not build, e.g. `GPT2LMHeadModel(config)`): its recorded
+            layers are replaced, its other tensors take the exported values, and it is returned.
+            It is left untouched when a check fails.
         verify: also check the weights file's sha256 against the manifest.
+
+    Example:
+        >>> small, manifest = compact(pruned_model)  # doctest: +SKIP
+        >>> save_compact(small, manifest, "out/")  # doctest: +SKIP
+        >>> loaded = load_compact("out/", model=GPT2LMHeadModel(config))  # doctest: +SKIP
 
     Raises:
         PrunekitError: a missing or corrupt file, a truncated weights file, or a manifest that
@@ -205,7 +228,15 @@ def load_compact(folder: str | Path, *, verify: bool = True) -> nn.Module:
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    tensors = _read_weights(folder, manifest, verify)
-    check_index(manifest["tensors"], tensors)
-    with torch.no_grad():
-        return build(manifest, tensors)
+    try:  # a manifest.json edited into other shapes of JSON must not end in a traceback
+        tensors = _read_weights(folder, manifest, verify)
+        check_index(manifest["tensors"], tensors)
+        with torch.no_grad():
+            return build(manifest, tensors, model)
+    except PrunekitError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise PrunekitError(
+            f"{folder / MANIFEST} is corrupt ({type(exc).__name__}: {str(exc)[:200]}): "
+            "re-export the model"
+        ) from None

@@ -3,7 +3,10 @@
 Exports dense `TransformerLM` / `RNNLM` and copies holding `DenseLinear` / `LowRankLinear` /
 `SlicedLinear` / `LowRankEmbedding` (`fastest_dense` and `compact` output included; `onnx_ready`
 turns CSR layers back into dense ones first), with dynamic batch and sequence axes (input `idx` int64,
-output `logits` fp32). Not exportable: `SparseLinear` (no CSR matmul in standard ONNX) and the
+output `logits` fp32). Models prunekit did not build export the same way from an `example` input
+(token ids, or features / audio for an acoustic model, first two axes dynamic); their output's
+logits are what is exported (a Tensor, the first Tensor of a tuple, or `.logits` as Hugging Face
+models return them). Not exportable: `SparseLinear` (no CSR matmul in standard ONNX) and the
 dynamic int8 modules (torch's packed int8 kernels have no ONNX form; quantize the exported fp32
 graph with onnxruntime's own dynamic quantization instead).
 
@@ -87,27 +90,59 @@ def _example(model: nn.Module, batch_size: int, seq_len: int) -> Tensor:
     return torch.randint(0, vocab_size_of(model), (batch_size, seq_len), generator=g)
 
 
+def logits_only(output: object) -> Tensor:
+    """The logits of a model output: a Tensor, the first Tensor of a tuple, or `.logits`."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, tuple | list) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise PrunekitError(
+        f"cannot find logits in a model output of type {type(output).__name__}: wrap the model "
+        "so that forward returns the logits tensor"
+    )
+
+
+class _Logits(nn.Module):
+    """`model(x)`'s logits only (what the ONNX graph outputs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return logits_only(self.model(x))
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
     *,
-    seq_len: int,
+    seq_len: int = 8,
     batch_size: int = 2,
     exporter: Exporter = "torchscript",
     opset: int | None = None,
+    example: Tensor | None = None,
+    input_name: str = "idx",
 ) -> Path:
     """Write `model`'s full-sequence forward to an ONNX file, atomically.
 
     Args:
-        model: an fp32 LM `forward(idx (B, T)) -> logits (B, T, V)` (not modified).
+        model: an fp32 model `forward(x (B, T, ...)) -> logits (B, T, V)` (or an output holding
+            them; not modified).
         path: the .onnx file to write.
-        seq_len: length of the example input traced (the sequence axis stays dynamic).
+        seq_len: length of the example token ids traced (the sequence axis stays dynamic).
         batch_size: batch of the example input (the batch axis stays dynamic).
         exporter: "torchscript" or "dynamo" (see the module docstring).
         opset: ONNX opset; default 17 for torchscript, the exporter's default for dynamo.
+        example: the example input to trace (e.g. features (B, T, F) of an acoustic model);
+            default: random token ids (batch_size, seq_len).
+        input_name: the graph input's name.
 
     Returns:
-        The written path. Graph input "idx" (int64, [batch, seq]), output "logits".
+        The written path. Graph input `input_name` ([batch, seq, ...]), output "logits".
 
     Raises:
         PrunekitError: a module that cannot be exported, or an unknown exporter.
@@ -115,9 +150,10 @@ def export_onnx(
     if exporter not in ("torchscript", "dynamo"):
         raise PrunekitError(f"exporter={exporter!r} is unknown: use 'torchscript' or 'dynamo'")
     _check_exportable(model)
-    m = copy.deepcopy(model).eval()
-    idx = _example(m, batch_size, seq_len)
+    m = _Logits(copy.deepcopy(model).eval()).eval()
+    idx = _example(m.model, batch_size, seq_len) if example is None else example
     path = Path(path)
+    axes = {input_name: {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
 
     def write_torchscript(tmp: Path) -> None:
         with warnings.catch_warnings():
@@ -129,9 +165,9 @@ def export_onnx(
                 m,
                 (idx,),
                 str(tmp),
-                input_names=["idx"],
+                input_names=[input_name],
                 output_names=["logits"],
-                dynamic_axes={"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}},
+                dynamic_axes=axes,
                 opset_version=opset or 17,
                 dynamo=False,
             )
@@ -144,9 +180,9 @@ def export_onnx(
         program = torch.onnx.export(
             m,
             (idx,),
-            input_names=["idx"],
+            input_names=[input_name],
             output_names=["logits"],
-            dynamic_shapes={"idx": dims},
+            dynamic_shapes={"x": dims},
             opset_version=opset,
             dynamo=True,
             verbose=False,
@@ -158,24 +194,29 @@ def export_onnx(
     return path
 
 
-def onnx_logits(path: str | Path, idx: Tensor) -> Tensor:
-    """Run the exported file on token ids idx (B, T) with onnxruntime (CPU); logits (B, T, V)."""
+def onnx_logits(path: str | Path, idx: Tensor, input_name: str = "idx") -> Tensor:
+    """Run the exported file on idx (B, T, ...) with onnxruntime (CPU); logits (B, T, V).
+
+    Token ids (an integer idx) are fed as int64, anything else as it is.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {"idx": idx.to(torch.int64).numpy()})
+    x = idx if idx.is_floating_point() else idx.to(torch.int64)
+    (logits,) = session.run(["logits"], {input_name: x.numpy()})
     return torch.from_numpy(logits)
 
 
-def check_onnx(model: nn.Module, path: str | Path, idx: Tensor) -> float:
-    """Max absolute difference between onnxruntime's logits of `path` and `model(idx)`.
+def check_onnx(model: nn.Module, path: str | Path, idx: Tensor, input_name: str = "idx") -> float:
+    """Max absolute difference between onnxruntime's logits of `path` and `model(idx)`'s.
 
     Args:
         model: the torch model that was exported (run in eval mode, then restored).
         path: its ONNX file.
-        idx: token ids (B, T), any batch and length.
+        idx: its input, e.g. token ids (B, T), any batch and length.
+        input_name: the graph input's name.
 
     Returns:
         max |onnx - torch| over all logits.
@@ -184,7 +225,7 @@ def check_onnx(model: nn.Module, path: str | Path, idx: Tensor) -> float:
     model.eval()
     try:
         with torch.inference_mode():
-            ref = model(idx)
+            ref = logits_only(model(idx))
     finally:
         model.train(was_training)
-    return float((onnx_logits(path, idx) - ref.float()).abs().max())
+    return float((onnx_logits(path, idx, input_name) - ref.float()).abs().max())

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from torch.ao.nn.quantized.dynamic.modules.rnn import RNNBase as DynamicRNNBase
 
 from prunekit.errors import PrunekitError
+from prunekit.export import bidir_rnn
+from prunekit.export import records_torch as rt
+from prunekit.export.bidir_rnn import BiLinearRNN
 from prunekit.export.fast_dense import OneDnnOffGRU, OneDnnOffLSTM
 from prunekit.export.layers import (
     DenseLinear,
@@ -30,7 +33,13 @@ from prunekit.export.layers import (
     quiet_quantization,
 )
 from prunekit.export.linear_rnn import LinearRNN
-from prunekit.export.sliced import LowRankEmbedding, SlicedLinear
+from prunekit.export.sliced import (
+    LowRankConv,
+    LowRankEmbedding,
+    SlicedEmbedding,
+    SlicedLinear,
+    TiedEmbedding,
+)
 
 Meta = dict[str, Any]
 Tensors = dict[str, Tensor]
@@ -52,6 +61,7 @@ class Handler:
     expected: Callable[[Meta], Expected]
     build: Callable[[Meta, Tensors], nn.Module]
     container: bool = False
+    link: Callable[[nn.Module, str, Meta], None] | None = None  # after every layer is built
 
 
 def dtype_name(t: Tensor) -> str:
@@ -382,9 +392,33 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(
         "linear_rnn", (LinearRNN,), _save_linear_rnn, lambda meta: {}, _build_linear_rnn, True
     ),
+    Handler(
+        "bilinear_rnn", (BiLinearRNN,), bidir_rnn.save_record, lambda meta: {},
+        lambda meta, t: bidir_rnn.build_record(meta, t, Placeholder), True,
+    ),
     Handler("int8_rnn", (DynamicRNNBase,), _save_int8_rnn, _expect_int8_rnn, _build_int8_rnn),
     Handler("rnn", (nn.LSTM, nn.GRU), _save_rnn, _expect_rnn, _build_rnn),
     Handler("linear", (nn.Linear,), _save_linear, _expect_linear, _build_linear),
+    Handler(
+        "sliced_embedding", (SlicedEmbedding,),
+        rt.save_sliced_embedding, rt.expect_sliced_embedding, rt.build_sliced_embedding,
+    ),
+    Handler(
+        "tied_embedding", (TiedEmbedding,), rt.save_tied, rt.expect_tied, rt.build_tied,
+        link=rt.link_tied,
+    ),
+    Handler(
+        "lowrank_conv", (LowRankConv,), rt.save_lowrank_conv, lambda meta: {},
+        lambda meta, t: rt.build_lowrank_conv(meta, t, Placeholder), True,
+    ),
+    Handler("conv", (nn.Conv1d, nn.Conv2d), rt.save_conv, rt.expect_conv, rt.build_conv),
+    Handler(
+        "norm", (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.GroupNorm),
+        rt.save_norm, rt.expect_norm, rt.build_norm,
+    ),
+    Handler(
+        "embedding", (nn.Embedding,), rt.save_embedding, rt.expect_embedding, rt.build_embedding
+    ),
 )  # fmt: skip
 BY_KIND = {h.kind: h for h in HANDLERS}
 

@@ -1,4 +1,4 @@
-"""Swap submodules of a model in place, by a conversion function."""
+"""Swap submodules of a model in place: by a conversion function, or one at a dotted path."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def replace_modules(model: nn.Module, convert: Convert) -> dict[str, nn.Module]:
 
     visit("", model)
     return replaced
+
+
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted `path` (not the root) by `module`."""
+    parent_path, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent_path), attr, module)

@@ -28,19 +28,13 @@ from torch import Tensor, nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from prunekit.errors import PrunekitError
+from prunekit.export.replace import set_module
 from prunekit.export.sliced import SlicedLinear
 from prunekit.models.transformer_lm import CausalSelfAttention, FeedForward
+from prunekit.prune.groups import CONSUMER_NAMES, FFN_PAIRS, fused_qkv_rows, head_size
 
-FFN_PAIRS = (("fc_in", "fc_out"), ("fc1", "fc2"), ("c_fc", "c_proj"))
-CONSUMER_NAMES = ("proj", "lm_head", "fc", "out", "output", "classifier", "decoder", "head")
 GATES = {"LSTM": 4, "GRU": 3}
 Record = dict[str, Any]
-
-
-def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
-    """Replace the submodule at dotted `path` (not the root) by `module`."""
-    parent_path, _, attr = path.rpartition(".")
-    setattr(model.get_submodule(parent_path), attr, module)
 
 
 def is_plain_linear(m: object) -> bool:
@@ -82,12 +76,14 @@ def _keep_one(dead: Tensor, prefer: Tensor) -> Tensor:
     return dead
 
 
-def _head_size(m: nn.Module, width: int) -> int | None:
-    d = getattr(m, "d_head", None) or getattr(m, "head_dim", None)
-    if not isinstance(d, int):
-        n = next((getattr(m, a) for a in ("n_head", "n_heads", "num_heads") if hasattr(m, a)), 0)
-        d = width // n if isinstance(n, int) and n > 0 else None
-    return d if isinstance(d, int) and d > 0 and width % d == 0 else None
+def head_attrs(m: nn.Module, n_heads: int, d: int) -> dict[str, int]:
+    """Set (and return) the head-count attributes a foreign attention module keeps in its forward
+    (`num_heads`; GPT-2's `split_size`, the width of each of q, k, v)."""
+    attrs = {"num_heads": n_heads, "split_size": n_heads * d}
+    attrs = {k: v for k, v in attrs.items() if isinstance(getattr(m, k, None), int)}
+    for k, v in attrs.items():
+        setattr(m, k, v)
+    return attrs
 
 
 def shrink_heads(name: str, m: nn.Module) -> Record | None:
@@ -98,7 +94,7 @@ def shrink_heads(name: str, m: nn.Module) -> Record | None:
     width = q.out_features
     if not (k.out_features == v.out_features == o.in_features == width):
         return None
-    d = _head_size(m, width)
+    d = head_size(m, width)
     if d is None:
         return None
     H = width // d
@@ -121,6 +117,33 @@ def shrink_heads(name: str, m: nn.Module) -> Record | None:
     return {
         "module": name, "kind": "heads", "n": H, "head_size": d,
         "kept": kept.tolist(), "folded": fold.nonzero().flatten().tolist(),
+        "attrs": head_attrs(m, kept.numel(), d),
+    }  # fmt: skip
+
+
+def shrink_fused_heads(name: str, m: nn.Module) -> Record | None:
+    """Remove the unread heads of a fused q/k/v projection `c_attn` read by `c_proj` (GPT-2's
+    attention, after `convert_conv1d`): their q, k, v rows and c_proj's columns."""
+    c_attn, c_proj = getattr(m, "c_attn", None), getattr(m, "c_proj", None)
+    if not (is_plain_linear(c_attn) and is_plain_linear(c_proj)) or hasattr(m, "q_attn"):
+        return None
+    width = c_proj.in_features
+    d = head_size(m, width)
+    if c_attn.out_features != 3 * width or d is None:
+        return None
+    H = width // d
+    unread = (c_proj.weight.detach().reshape(-1, H, d) == 0).all(dim=2).all(dim=0)  # (H,)
+    dead = _keep_one(unread, unread)
+    if not bool(dead.any()):
+        return None
+    kept = (~dead).nonzero().flatten()
+    rows = torch.tensor([r for h in kept.tolist() for r in fused_qkv_rows(width, d)[h]])
+    rows = torch.sort(rows).values  # q rows of kept heads, then k, then v
+    cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in kept.tolist()])
+    m.c_attn, m.c_proj = sliced_linear(c_attn, rows=rows), sliced_linear(c_proj, cols=cols)
+    return {
+        "module": name, "kind": "heads", "n": H, "head_size": d, "kept": kept.tolist(),
+        "folded": [], "attrs": head_attrs(m, kept.numel(), d),
     }  # fmt: skip
 
 
@@ -287,7 +310,7 @@ def shrink_structures(model: nn.Module, consumers: Mapping[str, str] | None = No
         if isinstance(m, nn.LSTM | nn.GRU):
             rec = shrink_rnn(model, name, m, consumers or {})
         else:
-            rec = shrink_heads(name, m) or shrink_ffn(name, m)
+            rec = shrink_heads(name, m) or shrink_fused_heads(name, m) or shrink_ffn(name, m)
         if rec is not None:
             records.append(rec)
     return records

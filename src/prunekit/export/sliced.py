@@ -6,6 +6,10 @@
   `quantize_int8` convert it like any other Linear.
 - `LowRankEmbedding`: the compact form of a rank-pruned `FactorizedEmbedding`, a (num, k) table
   looked up and then projected by a (k, dim) matrix.
+- `SlicedEmbedding`: an embedding whose all-zero columns are not stored: a (num, k) table whose
+  rows are scattered into the kept columns of a (..., dim) zero output.
+- `LowRankConv`: the compact form of a rank-pruned `FactorizedConv`: a conv to k channels (the
+  original kernel, stride, padding) followed by a 1 x 1 conv to the output channels.
 """
 
 from __future__ import annotations
@@ -116,3 +120,115 @@ class LowRankEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, rank={self.rank}"
+
+
+class SlicedEmbedding(nn.Module):
+    """Embedding rows E[i] (dim) that are zero outside the kept columns `cols` (k)."""
+
+    def __init__(self, table: Tensor, cols: Tensor, embedding_dim: int, padding_idx=None):
+        """Args: table (num_embeddings, k) kept columns; cols (k) their int64 indices in 0..dim-1;
+        embedding_dim: the full output width; padding_idx as nn.Embedding."""
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(table.shape[0]), int(embedding_dim)
+        self.padding_idx = padding_idx
+        self.table = nn.Parameter(table.detach().contiguous(), requires_grad=False)
+        self.register_buffer("cols", _index(cols))
+
+    @classmethod
+    def from_embedding(cls, emb: nn.Module, cols: Tensor) -> SlicedEmbedding:
+        """Keep columns `cols` of `emb.weight` (num, dim)."""
+        w = emb.weight.detach()
+        return cls(w.index_select(1, cols), cols, w.shape[1], getattr(emb, "padding_idx", None))
+
+    @property
+    def weight(self) -> Tensor:
+        """The dense (num, dim) table with its zero columns, materialized."""
+        full = self.table.new_zeros(self.num_embeddings, self.embedding_dim)
+        return full.index_copy(1, self.cols, self.table)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """idx (...) token ids -> (..., dim)."""
+        e = F.embedding(idx, self.table)  # (..., k)
+        base = e.new_zeros(()).expand(*e.shape[:-1], self.embedding_dim)  # (..., dim)
+        return base.scatter(-1, self.cols.expand_as(e), e)  # ONNX ScatterElements
+
+    def flops_per_token(self, context_len: int = 1) -> int:
+        """0: a table lookup."""
+        return 0
+
+    def extra_repr(self) -> str:
+        k = self.cols.numel()
+        return f"{self.num_embeddings}, {self.embedding_dim}, kept_cols={k}"
+
+
+class LowRankConv(nn.Sequential):
+    """conv(x) through rank k: `first` (in -> k, the original kernel) then `second` (1 x 1, k -> out,
+    with the bias). Both are plain nn.Conv1d / nn.Conv2d."""
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__(first, second)
+
+    @property
+    def rank(self) -> int:
+        """k, the channels between the two convs."""
+        return int(self[0].out_channels)
+
+
+class TiedEmbedding(nn.Module):
+    """An embedding that reads its table from the output layer it is tied to (stored once).
+
+    `table` is the output layer's own Parameter: (num, k) rows, or (k, num) with `transposed`
+    (a pre-transposed `DenseLinear` / `LowRankLinear`). Row i of the embedding is table row i
+    (column i when transposed), times `proj` (dim, k) as `F.linear` when the output layer is low
+    rank (its `V_t`), scattered into the kept columns `cols` of a (..., dim) zero output when the
+    output layer is a `SlicedLinear` reading only those columns.
+    """
+
+    def __init__(
+        self,
+        table: nn.Parameter,
+        *,
+        transposed: bool,
+        num_embeddings: int,
+        embedding_dim: int,
+        cols: Tensor | None = None,
+        proj: nn.Parameter | None = None,
+        padding_idx: int | None = None,
+    ):
+        super().__init__()
+        self.table, self.proj, self.transposed = table, proj, transposed
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.padding_idx = padding_idx
+        self.register_buffer("cols", _index(cols))
+
+    @property
+    def rank(self) -> int | None:
+        """k of a low-rank table (with `proj`), else None."""
+        return None if self.proj is None else int(self.proj.shape[1])
+
+    @property
+    def weight(self) -> Tensor:
+        """The dense (num, dim) table, recomputed."""
+        return self.forward(torch.arange(self.num_embeddings, device=self.table.device))
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """idx (...) token ids -> (..., dim)."""
+        flat = idx.reshape(-1)
+        if self.transposed:
+            e = self.table.index_select(1, flat).t()  # (N, k)
+        else:
+            e = self.table.index_select(0, flat)  # (N, k)
+        if self.proj is not None:
+            e = F.linear(e, self.proj)  # (N, dim or kept)
+        e = e.reshape(*idx.shape, e.shape[-1])
+        if self.cols is None:
+            return e
+        base = e.new_zeros(()).expand(*e.shape[:-1], self.embedding_dim)  # (..., dim)
+        return base.scatter(-1, self.cols.expand_as(e), e)
+
+    def flops_per_token(self, context_len: int = 1) -> int:
+        """2 k dim with a projection, else 0 (a lookup)."""
+        return 0 if self.proj is None else 2 * int(self.proj.numel())
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, transposed={self.transposed}"

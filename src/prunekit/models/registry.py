@@ -8,6 +8,9 @@ from typing import Any
 from torch import nn
 
 from prunekit.errors import PrunekitError
+from prunekit.models.acoustic import AcousticConfig, CTCAcousticModel
+from prunekit.models.fastgrnn_lm import FastGRNNLM, FastGRNNLMConfig
+from prunekit.models.kws import KWSClassifier, KWSConfig
 from prunekit.models.rnn_lm import RNNLM, RNNLMConfig
 from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 
@@ -15,6 +18,9 @@ from prunekit.models.transformer_lm import TransformerLM, TransformerLMConfig
 ARCHS: dict[str, tuple[type, type[nn.Module]]] = {
     "transformer": (TransformerLMConfig, TransformerLM),
     "rnn": (RNNLMConfig, RNNLM),
+    "fastgrnn": (FastGRNNLMConfig, FastGRNNLM),
+    "kws": (KWSConfig, KWSClassifier),  # a keyword classifier, not an LM (no vocab_size)
+    "ctc": (AcousticConfig, CTCAcousticModel),
 }
 
 
@@ -23,7 +29,7 @@ def _allowed() -> str:
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Build a model from `{"arch": "transformer" | "rnn", **config_fields}`.
+    """Build a model from `{"arch": "transformer" | "rnn" | "fastgrnn" | "kws" | "ctc", **fields}`.
 
     Raises PrunekitError for a missing or unknown arch and for unknown or invalid fields.
     """
@@ -31,7 +37,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
         raise PrunekitError(f"model.arch is missing: set model.arch to one of {_allowed()}")
     fields = dict(config)
     arch = fields.pop("arch")
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise PrunekitError(f"model.arch={arch!r} is not supported: choose one of {_allowed()}")
     config_cls, model_cls = ARCHS[arch]
     return model_cls(config_cls.from_dict(fields))

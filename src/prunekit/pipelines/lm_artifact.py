@@ -17,6 +17,7 @@ folder); a checkpoint written before tokenizers were stored in it falls back to 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from torch import nn
 from prunekit.data import Tokenizer, load_tokenizer, tokenizer_from_bytes
 from prunekit.errors import PrunekitError
 from prunekit.export.io import MANIFEST, load_compact, read_manifest
+from prunekit.lowrank.factor import factorize
 from prunekit.models import build_model
 from prunekit.prune import PruneConfig, Pruner
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
+from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_file, read_checkpoint_state
 
 TOKENIZER_FILE = "tokenizer.model"
 """Name of the tokenizer file inside checkpoint and export folders (and run folders)."""
@@ -71,10 +73,12 @@ def load_lm_checkpoint(path: str | Path) -> nn.Module:
             f"checkpoint {path} has no model_config: pass a checkpoint written by prunekit"
         )
     model = build_model(state["model_config"])
-    prune = (state.get("run") or {}).get("prune")
-    if prune:
-        pruner = Pruner(model, PruneConfig.from_dict(prune)).attach()
+    run = state.get("run") or {}
+    if run.get("prune"):
+        pruner = Pruner(model, PruneConfig.from_dict(run["prune"])).attach()
         pruner.remove_hooks()
+    if run.get("ranks"):  # a low-rank stage-2 checkpoint (prunekit.pipelines.lowrank): W = U V
+        factorize(model, run["ranks"])
     load_checkpoint(path, model)
     return model
 
@@ -109,12 +113,29 @@ def _parent_tokenizer(path: Path) -> Path | None:
     return None
 
 
-def _find_tokenizer(folder: Path, given: Path | None) -> tuple[Tokenizer, str]:
+def _export_file(folder: Path, manifest: dict[str, Any], name: str) -> bytes | None:
+    """An extra file of an export folder, checked against the sha256 its manifest records."""
+    file = folder / name
+    if not file.is_file():
+        return None
+    data = file.read_bytes()
+    want = (manifest.get("files") or {}).get(name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise PrunekitError(
+            f"{file} does not match the sha256 in {folder / MANIFEST} (corrupted or changed "
+            "after the export): export the model again"
+        )
+    return data
+
+
+def _find_tokenizer(folder: Path, given: Path | None, own: bytes | None) -> tuple[Tokenizer, str]:
+    """The tokenizer to score with: `given`, else the folder's own (`own`: its checked bytes),
+    else a run's tokenizer in a parent folder."""
     if given is not None:
         return load_tokenizer(given), str(given)
-    own = folder / TOKENIZER_FILE
-    if own.is_file():
-        return tokenizer_from_bytes(own.read_bytes(), str(own)), str(own)
+    if own is not None:
+        where = str(folder / TOKENIZER_FILE)
+        return tokenizer_from_bytes(own, where), where
     found = _parent_tokenizer(folder)
     if found is None:
         raise PrunekitError(
@@ -133,15 +154,21 @@ def _check_vocab(model_config: dict[str, Any], tokenizer: Tokenizer, source: str
         )
 
 
+def _checkpoint_kind(run: dict[str, Any]) -> str:
+    if run.get("prune"):
+        return "pruned checkpoint"
+    return "low-rank checkpoint" if run.get("ranks") else "checkpoint"
+
+
 def _checkpoint_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint_state(ckpt)["state"]
     model = load_lm_checkpoint(ckpt).eval()
-    tok, source = _find_tokenizer(ckpt, tokenizer)
+    tok, source = _find_tokenizer(ckpt, tokenizer, read_checkpoint_file(ckpt, TOKENIZER_FILE))
     _check_vocab(state["model_config"], tok, source)
     run = state.get("run") or {}
     desc = {
-        "kind": "pruned checkpoint" if run.get("prune") else "checkpoint",
+        "kind": _checkpoint_kind(run),
         "path": str(ckpt),
         "step": state.get("step"),
         "model_config": state["model_config"],
@@ -160,7 +187,7 @@ def _export_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
         origin = Path(source["checkpoint"])
         if (origin / TOKENIZER_FILE).is_file():
             tokenizer = origin / TOKENIZER_FILE
-    tok, where = _find_tokenizer(path, tokenizer)
+    tok, where = _find_tokenizer(path, tokenizer, _export_file(path, manifest, TOKENIZER_FILE))
     _check_vocab(manifest["model_config"], tok, where)
     desc = {
         "kind": "compact export",

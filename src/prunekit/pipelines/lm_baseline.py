@@ -28,7 +28,12 @@ from prunekit.pipelines.run_binding import (
     data_fingerprint,
     record_steps,
 )
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
+from prunekit.progress import note, progress_bar
+from prunekit.train.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_state,
+    restore_interrupted,
+)
 from prunekit.train.distributed import World, barrier
 from prunekit.train.task import LMTask
 from prunekit.train.trainer import Trainer
@@ -73,7 +78,8 @@ def prepare_data(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> LMData:
         tokenizer: use this one (e.g. a model's own) instead of building one from the train
             split (trained on train only, cached by content).
     """
-    corpus = load_corpus(cfg.data.corpus)
+    note(f"data: reading {cfg.data.corpus}")
+    corpus = load_corpus(cfg.data.corpus, text=cfg.data.text)
     tok = tokenizer or build_tokenizer(
         cfg.data.tokenizer,
         corpus.train,
@@ -81,7 +87,10 @@ def prepare_data(cfg: RunConfig, tokenizer: Tokenizer | None = None) -> LMData:
         model_type=cfg.data.spm_model_type,
     )
     splits = {name: getattr(corpus, name) for name in SPLITS}
-    streams = {name: tok.encode_corpus(text) for name, text in splits.items()}
+    streams = {
+        name: tok.encode_corpus(text)
+        for name, text in progress_bar(splits.items(), "data: tokenize")
+    }
     words = {name: tok.count_words(text) for name, text in splits.items()}
     if tokenizer is None:
         vocab = vocab_info(tok, corpus.train, cfg.data.vocab_size)
@@ -203,9 +212,10 @@ def train_baseline(
         progress=progress,
         run_state={"recipe": cfg.model_dump(mode="json")},
         files={TOKENIZER_FILE: data.tokenizer.to_bytes()},
+        label=f"train {cfg.name}",
     )
     last = trainer.checkpoint_dir / "last"
-    if resume and last.exists():
+    if resume and restore_interrupted(last):
         log.info("resuming from %s", last)
         trainer.resume(last)
     _check_steps(trainer.step, cfg, out_dir)

@@ -18,7 +18,8 @@ from torch import nn
 from prunekit.config import TrainConfig
 from prunekit.pipelines.lm_artifact import load_lm_checkpoint
 from prunekit.prune.size import count_params
-from prunekit.train.checkpoint import read_checkpoint_state
+from prunekit.train.checkpoint import read_checkpoint_state, restore_interrupted
+from prunekit.train.distributed import World
 from prunekit.train.task import Task
 from prunekit.train.trainer import Trainer
 
@@ -44,14 +45,21 @@ class SizeMilestones:
         for size in [s for s in self.pending if params <= s]:
             self.pending.remove(size)
             self.reached[str(size)] = {"step": step, "params": params}
-            trainer.save(reached_checkpoint(self.out, size))
+            if trainer.world.is_main:
+                trainer.save(reached_checkpoint(self.out, size))
             log.info("reached %d params (target %d) at step %d", params, size, step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"meta": {"pending": self.pending, "reached": self.reached}, "tensors": {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pending, self.reached = state["meta"]["pending"], state["meta"]["reached"]
+        pending, reached = state["meta"]["pending"], state["meta"]["reached"]
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in pending) or not all(
+            isinstance(v, dict) and all(isinstance(v.get(k), int) for k in ("step", "params"))
+            for v in reached.values()
+        ):
+            raise TypeError("size milestones state is not a list of sizes and reached sizes")
+        self.pending, self.reached = list(pending), dict(reached)
 
 
 def reached_checkpoint(out: Path, size: int) -> Path:
@@ -72,7 +80,9 @@ def finetune_milestone(
     *,
     run_state: dict[str, Any],
     files: dict[str, bytes],
+    world: World = World(),
     progress: bool = True,
+    label: str = "fine-tune",
 ) -> tuple[nn.Module, Path]:
     """Fine-tune the model saved at `size` as `train` says (masks fixed); resumable.
 
@@ -83,6 +93,7 @@ def finetune_milestone(
         train: the fine-tuning settings, or None for no fine-tuning.
         run_state, files: kept in the checkpoints (the pruning config is read from the
             saved model's own checkpoint).
+        world: under DDP every rank fine-tunes (rank 0 wrote the saved model and writes).
 
     Returns:
         (the fine-tuned model, its checkpoint), or the saved model and its checkpoint when
@@ -95,9 +106,12 @@ def finetune_milestone(
     prune = read_checkpoint_state(reached)["state"]["run"]["prune"]
     folder = out / f"size-{size}"
     state = {**run_state, "prune": prune, "milestone": {"target_params": size}}
-    trainer = Trainer(model, task, train, folder, run_state=state, files=files, progress=progress)
+    trainer = Trainer(
+        model, task, train, folder, world=world, run_state=state, files=files,
+        progress=progress, label=f"{label} size {size:,}",
+    )  # fmt: skip
     last = trainer.checkpoint_dir / "last"
-    if last.exists():
+    if restore_interrupted(last):
         trainer.resume(last)
     trainer.fit()
     return model, last

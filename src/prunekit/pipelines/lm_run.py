@@ -14,9 +14,12 @@ from typing import Any
 
 from prunekit.atomic import write_json, write_text
 from prunekit.config import RunConfig
+from prunekit.lowrank.report import lowrank_markdown, plot_pareto
 from prunekit.machine import machine_info
 from prunekit.pipelines.lm_baseline import build_lm, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import check_sections, compress, load_trained
+from prunekit.pipelines.lm_lowrank import check_lowrank, lowrank_lm
+from prunekit.pipelines.lm_narang import check_narang
 from prunekit.pipelines.lm_speed import measure_speed
 from prunekit.report.baseline import baseline_markdown
 from prunekit.report.compression import compression_table, export_table
@@ -28,14 +31,18 @@ log = logging.getLogger(__name__)
 def run_main(
     cfg: RunConfig, out: Path, *, resume: bool = True, progress: bool = True
 ) -> dict[str, Any]:
-    """Baseline, every prune section, then the decode speed of every compressed model.
+    """Baseline, every prune and low-rank section, then the decode speed of every compressed
+    model that has a checkpoint of its own (the prune sections' rows).
 
     Returns:
         {"baseline": metrics (with "speed" when measured), "compressed": rows, "speed":
         settings or None, "out": the run folder}.
     """
     data = prepare_data(cfg)
-    check_sections(cfg, build_lm(cfg, data.tokenizer.vocab_size))  # bad sections fail first
+    model = build_lm(cfg, data.tokenizer.vocab_size)
+    check_sections(cfg, model)  # bad sections fail first
+    check_lowrank(cfg, model)
+    check_narang(cfg, model)
     baseline = train_baseline(cfg, out / "baseline", data=data, resume=resume, progress=progress)
     best = out / "baseline" / "checkpoints" / "best"
     rows: list[dict[str, Any]] = []
@@ -44,11 +51,14 @@ def run_main(
             cfg, section, best, data, out / "prune" / section.name, resume=resume,
             progress=progress,
         )  # fmt: skip
+    for lowrank in cfg.lowrank:  # seed 000: trains from scratch, no baseline needed
+        rows += lowrank_lm(cfg, lowrank, data, out / "lowrank" / lowrank.name, progress=progress)
     speed = None
-    if rows and cfg.speed.enabled:
-        log.info("measuring decode speed of %d compressed models", len(rows))
-        measured = measure_speed(load_trained(best), [r["checkpoint"] for r in rows], cfg.speed)
-        for row, entry in zip(rows, measured["models"], strict=True):
+    timed = [r for r in rows if "checkpoint" in r]
+    if timed and cfg.speed.enabled:
+        log.info("measuring decode speed of %d compressed models", len(timed))
+        measured = measure_speed(load_trained(best), [r["checkpoint"] for r in timed], cfg.speed)
+        for row, entry in zip(timed, measured["models"], strict=True):
             row.update(entry)
         baseline["speed"], speed = measured["dense"], measured["settings"]
     return {"baseline": baseline, "compressed": rows, "speed": speed, "out": str(out)}
@@ -83,7 +93,13 @@ def run_markdown(result: dict[str, Any], command: str | None = None) -> str:
     if result.get("speed"):
         text += _speed_note(result)
     text += "\n![perplexity vs size](ppl_vs_size.png)\n"
-    text += "\n## Checkpoints and compact export\n\n" + export_table(rows, result["out"])
+    timed = [r for r in rows if "checkpoint" in r]
+    if timed:
+        text += "\n## Checkpoints and compact export\n\n" + export_table(timed, result["out"])
+    low = [r for r in rows if "regularizer" in r]  # seed 000 stage-2 rows
+    if low:
+        text += "\n## Low rank (seed 000)\n\n" + lowrank_markdown(low, "valid_ppl")
+        text += "\n![low rank Pareto front](lowrank_pareto.png)\n"
     return text
 
 
@@ -98,4 +114,7 @@ def write_report(result: dict[str, Any], out: Path, command: str | None = None) 
             series.setdefault(r["variant"], []).append((r["effective_params"], r["valid_ppl"]))
         baseline = (base["params"], base["valid_ppl"])
         plot_ppl_vs_size(series, out / "ppl_vs_size.png", baseline=baseline)
+        low = [r for r in rows if "regularizer" in r]
+        if low:
+            plot_pareto(low, out / "lowrank_pareto.png", metric="valid_ppl", dense=baseline)
     write_text(out / "report.md", run_markdown(result, command))

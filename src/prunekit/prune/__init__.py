@@ -17,16 +17,12 @@ from prunekit.prune.criteria import (
 )
 from prunekit.prune.factorized import FactorizedEmbedding, FactorizedLinear
 from prunekit.prune.groups import GroupMember, GroupSpec, find_groups
-from prunekit.prune.masks import (
-    Mask,
-    attach_mask,
-    attach_masks_from_state_dict,
-    finalize,
-    get_mask,
-)
+from prunekit.prune.masks import Mask, attach_mask, finalize, get_mask
 from prunekit.prune.methods import Method, make_method, method_names, register_method
 from prunekit.prune.pruner import Pruner
+from prunekit.prune.reattach import attach_masks_from_state_dict
 from prunekit.prune.schedules import (
+    IHT,
     Cubic,
     NarangRamp,
     OneShot,
@@ -43,6 +39,7 @@ __all__ = [
     "FactorizedLinear",
     "GroupMember",
     "GroupSpec",
+    "IHT",
     "Mask",
     "Method",
     "NarangRamp",

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from prunekit.errors import PrunekitError
 from prunekit.prune.config import PruneConfig
+from prunekit.prune.factorized import FactorizedEmbedding
 from prunekit.prune.pruner import Pruner
 from prunekit.prune.schedules import OneShot
 
@@ -45,8 +46,27 @@ def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         x: the model input.
         y (Tensor[B, T] or Tensor[B]): target ids.
     """
+    if isinstance(y, Tensor) and y.is_floating_point():
+        raise PrunekitError(
+            f"calibration targets y are {str(y.dtype).removeprefix('torch.')}: cross-entropy needs "
+            "integer class ids; pass y.long(), or a loss_fn for other targets"
+        )
     logits = logits_of(model(x))
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _check_token_ids(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+    """Forward pre-hook: raise a PrunekitError when an embedding gets non-integer ids."""
+
+    def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        idx = args[0] if args else None
+        if isinstance(idx, Tensor) and (idx.is_floating_point() or idx.is_complex()):
+            raise PrunekitError(
+                f"embedding {name!r} got {str(idx.dtype).removeprefix('torch.')} token ids from "
+                "the calibration batches: pass integer ids (torch.long), e.g. x.long()"
+            )
+
+    return hook
 
 
 def calibrate(
@@ -57,10 +77,19 @@ def calibrate(
     """Feed calibration batches to `pruner` (gradients for taylor, inputs for activation).
 
     The model runs in eval mode (no dropout); its mode and gradients are restored/cleared after.
+
+    Raises:
+        PrunekitError: float token ids reaching an embedding, or float targets for the default
+            cross-entropy loss.
     """
     model, loss_fn = pruner.model, loss_fn or cross_entropy_loss
     was_training = model.training
     model.eval()
+    handles = [
+        m.register_forward_pre_hook(_check_token_ids(name))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Embedding | FactorizedEmbedding)
+    ]
     try:
         with pruner.calibration():
             for x, y in calibration:
@@ -72,6 +101,8 @@ def calibrate(
                     with torch.no_grad():
                         model(x)
     finally:
+        for h in handles:
+            h.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
 

@@ -10,7 +10,7 @@ from prunekit.errors import PrunekitError
 from prunekit.prune._serial import pack, unpack
 from prunekit.prune.criteria import make_criterion
 from prunekit.prune.methods import make_method
-from prunekit.prune.schedules import Cubic, NarangRamp, OneShot, Schedule, schedule_from_dict
+from prunekit.prune.schedules import IHT, Cubic, NarangRamp, OneShot, Schedule, schedule_from_dict
 from prunekit.prune.scope import ScopeConfig
 
 _VERSION = 1
@@ -18,12 +18,12 @@ BUDGETS = ("layer", "global")
 
 
 def _as_schedule(value: Any) -> Schedule:
-    if isinstance(value, OneShot | Cubic | NarangRamp):
+    if isinstance(value, OneShot | Cubic | NarangRamp | IHT):
         return value
     if isinstance(value, Mapping) and "_type" in value:
         return schedule_from_dict(dict(value))
     raise PrunekitError(
-        f"schedule={value!r} must be OneShot(...), Cubic(...) or NarangRamp(...) "
+        f"schedule={value!r} must be OneShot(...), Cubic(...), NarangRamp(...) or IHT(...) "
         "(or what their to_dict() returns)"
     )
 
@@ -49,7 +49,7 @@ class PruneConfig:
         criterion: "magnitude", "taylor", "activation" (or a registered name).
         method: "unstructured", "structured", "factorized" (or a registered name).
         method_args: keyword arguments of the method, e.g. {"reduce": "mean"} for structured.
-        schedule: OneShot, Cubic or NarangRamp (or its to_dict()).
+        schedule: OneShot, Cubic, NarangRamp or IHT (or its to_dict()).
         scope: which tensors (a ScopeConfig or a dict of its fields).
         budget: "layer" (every tensor/family reaches the target) or "global" (one ranking over
             the whole scope).

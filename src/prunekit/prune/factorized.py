@@ -7,7 +7,10 @@ row of V, and export keeps two thin matrices of the kept ranks (d folds into U).
 
 Embeddings are factorized the same way (`FactorizedEmbedding`, W (V x dim) = U diag(d) V). A weight
 tied between an embedding and the output Linear becomes one set of factors shared by a
-`FactorizedEmbedding` and a `FactorizedLinear`, so it stays tied.
+`FactorizedEmbedding` and a `FactorizedLinear`, so it stays tied. Hugging Face's `Conv1D` (a
+Linear storing W transposed) becomes a `FactorizedLinear` of W (`from_conv1d`). A convolution
+(groups=1) is factorized over W viewed as (out, in x kernel) (`FactorizedConv`): a conv of rank
+r (V as r filters), a per-rank scale d and a 1 x 1 conv (U), which is the same map.
 """
 
 from __future__ import annotations
@@ -90,6 +93,15 @@ class FactorizedLinear(_Factors):
         return m
 
     @classmethod
+    def from_conv1d(cls, conv1d: nn.Module) -> FactorizedLinear:
+        """Factorize Hugging Face's `Conv1D` (weight (in, out), y = x W + b) at full rank."""
+        w = conv1d.weight.t()  # (out, in)
+        m = cls(w.shape[1], w.shape[0], min(w.shape), bias=False, device=w.device)
+        m._set_factors(*_svd(w))
+        m.bias = conv1d.bias
+        return m
+
+    @classmethod
     def from_factors(
         cls, U: nn.Parameter, d: nn.Parameter, V: nn.Parameter, bias
     ) -> FactorizedLinear:
@@ -166,4 +178,67 @@ class FactorizedEmbedding(_Factors):
         return f"{self.num_embeddings}, {self.embedding_dim}, rank={self.rank}"
 
 
-FACTORIZED_TYPES = (FactorizedLinear, FactorizedEmbedding)
+class FactorizedConv(_Factors):
+    """A Conv1d / Conv2d (groups=1) stored as U (out, r), d (r), V (r, in x prod(kernel)).
+
+    forward: h = conv(x, V as r filters (r, in, *kernel)) * d, then y = conv1x1(h, U) + bias,
+    with the original stride, padding and dilation on the first conv.
+    """
+
+    def __init__(self, conv: nn.Conv1d | nn.Conv2d, rank: int):
+        """Args: conv: the layer whose hyper-parameters (not weights) are copied; rank r."""
+        super().__init__()
+        self.dims = 1 if isinstance(conv, nn.Conv1d) else 2
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size = tuple(conv.kernel_size)
+        self.stride, self.padding = tuple(conv.stride), conv.padding
+        self.dilation = tuple(conv.dilation)
+        w = conv.weight
+        b = int(w[0].numel())
+        self._init_factors(self.out_channels, b, rank, w.device, w.dtype)
+        self.bias = conv.bias
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv1d | nn.Conv2d) -> FactorizedConv:
+        """Factorize `conv` at full rank (its bias Parameter is reused).
+
+        Raises:
+            PrunekitError: a grouped conv or one with a non-zero padding_mode.
+        """
+        if conv.groups != 1 or conv.padding_mode != "zeros":
+            raise PrunekitError(
+                "method=factorized needs convolutions with groups=1 and padding_mode='zeros': "
+                "exclude this one"
+            )
+        w = conv.weight.reshape(conv.out_channels, -1)  # (out, in * prod(kernel))
+        m = cls(conv, min(w.shape))
+        m._set_factors(*_svd(w))
+        return m
+
+    def _conv(self, x: Tensor, w: Tensor, bias: Tensor | None, first: bool) -> Tensor:
+        f = F.conv1d if self.dims == 1 else F.conv2d
+        if not first:
+            return f(x, w, bias)
+        return f(x, w, bias, self.stride, self.padding, self.dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, in, *spatial) -> (B, out, *spatial')."""
+        ones = (1,) * self.dims
+        filters = self.V.reshape(self.rank, self.in_channels, *self.kernel_size)  # (r, in, *k)
+        h = self._conv(x, filters, None, True) * self.d.view(1, -1, *ones)  # (B, r, *s')
+        return self._conv(h, self.U.reshape(self.out_channels, self.rank, *ones), self.bias, False)
+
+    def flops_per_token(self, context_len: int = 1) -> int:
+        """FLOPs per output position at the kept rank k: 2k (in x kernel + out) + k (+ bias)."""
+        k = self.kept_rank
+        bias = self.out_channels if self.bias is not None else 0
+        return 2 * k * (int(self.V.shape[1]) + self.out_channels) + k + bias
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, rank={self.rank}"
+        )
+
+
+FACTORIZED_TYPES = (FactorizedLinear, FactorizedEmbedding, FactorizedConv)

@@ -15,15 +15,22 @@ For RNN units the recurrent column j of weight_hh is also masked, so the unit fe
 `find_groups(..., granularity="auto")` finds:
 - heads: modules with Linear children q_proj, k_proj, v_proj, out_proj and a head size
   (`d_head`/`head_dim`, or `n_head`/`n_heads`/`num_heads`): rows of q, k, v of head h plus
-  columns of out_proj of head h;
-- FFN units: Linear pairs (fc_in, fc_out), (fc1, fc2), (c_fc, c_proj) under one parent: row j
-  of the first plus column j of the second;
+  columns of out_proj of head h; with a fused projection (Hugging Face GPT-2's `c_attn`, width
+  3 x E, read by `c_proj`) the q, k and v rows of head h inside it;
+- FFN units: Linear (or Conv1D) pairs (fc_in, fc_out), (fc1, fc2), (c_fc, c_proj),
+  (intermediate_dense, output_dense) under one parent: row j of the first plus column j of the
+  second;
+- conv channels (nn.Conv1d / nn.Conv2d with groups=1): output channel j plus input channel j of
+  the layer that reads it (see `prunekit.prune.channels`: the next conv of a Sequential /
+  ModuleList / conv block, or `consumers={conv: reader}` naming a conv, Linear or LSTM/GRU);
+  BatchNorm / GroupNorm channels in between are sliced by export;
 - RNN units (nn.LSTM, nn.GRU, nn.RNN, one family per layer and direction): rows g*H + j of
   weight_ih_l{k} and weight_hh_l{k} for every gate g (LSTM i, f, g, o; GRU r, z, n), column j of
   weight_hh_l{k}, and column j of the consumer: weight_ih_l{k+1} (both directions), or for the
   last layer a Linear reading the RNN output (`consumers={"rnn": "lm_head"}`, or found as a
   sibling named proj, lm_head, fc, out, output, classifier, decoder, head);
-- embeddings: columns (scores averaged over the vocabulary, so no subword disappears);
+- embeddings: columns (scores averaged over the vocabulary, so no subword disappears), plus the
+  matching input columns of `consumers[embedding]` when given (e.g. the LSTM reading it);
 - any other tensor: output rows.
 A consumer outside the scope is still masked (it is a "dependent": masked, never scored).
 """
@@ -38,10 +45,13 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.errors import PrunekitError
+from prunekit.prune.channels import CONVS, Chain, find_chains
 from prunekit.prune.masks import original
 from prunekit.prune.scope import Alias, Target, _is_conv1d
 
-FFN_PAIRS = (("fc_in", "fc_out"), ("fc1", "fc2"), ("c_fc", "c_proj"))
+FFN_PAIRS = (
+    ("fc_in", "fc_out"), ("fc1", "fc2"), ("c_fc", "c_proj"), ("intermediate_dense", "output_dense")
+)  # fmt: skip
 CONSUMER_NAMES = ("proj", "lm_head", "fc", "out", "output", "classifier", "decoder", "head")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -73,7 +83,8 @@ class GroupSpec:
 
     Attributes:
         name: e.g. "blocks.0.attn:heads", "rnn:l1:units".
-        kind: "heads", "ffn_units", "rnn_units", "embedding_cols", "rows" or "cols".
+        kind: "heads", "ffn_units", "rnn_units", "conv_channels", "embedding_cols", "rows" or
+            "cols".
         members: the tensors slices of each group.
     """
 
@@ -118,6 +129,22 @@ def _out_dim(t: Target) -> int:
     return 1 if t.kind == "conv1d" else 0
 
 
+def head_size(m: nn.Module, width: int) -> int | None:
+    """Head size of attention module `m` whose projections are `width` wide, or None."""
+    d = getattr(m, "d_head", None) or getattr(m, "head_dim", None)
+    if not isinstance(d, int):
+        n = next((getattr(m, a) for a in ("n_head", "n_heads", "num_heads") if hasattr(m, a)), 0)
+        d = width // n if isinstance(n, int) and n > 0 else None
+    return d if isinstance(d, int) and d > 0 and width % d == 0 else None
+
+
+def fused_qkv_rows(width: int, d: int) -> tuple[tuple[int, ...], ...]:
+    """Rows of a fused (q, k, v) projection of `width` per part owned by each head of size d."""
+    return tuple(
+        tuple(s * width + h * d + i for s in range(3) for i in range(d)) for h in range(width // d)
+    )
+
+
 def _linear_io(m: nn.Module) -> tuple[int, int] | None:
     """(in_features, out_features) of an nn.Linear or a Conv1D, else None."""
     if isinstance(m, nn.Linear):
@@ -150,6 +177,8 @@ class _Finder:
             kind = "conv1d" if _is_conv1d(module) else "linear"
             if isinstance(module, nn.RNNBase):
                 kind = "rnn"
+            elif isinstance(module, CONVS):
+                kind = "conv"
             self.dependents[id(p)] = Target(name, [Alias(name, module, attr)], kind)
         return self.dependents[id(p)]
 
@@ -174,17 +203,54 @@ class _Finder:
         width = q.out_features
         if not (k.out_features == v.out_features == o.in_features == width):
             return
-        d_head = getattr(m, "d_head", None) or getattr(m, "head_dim", None)
-        n_head = next(
-            (getattr(m, a) for a in ("n_head", "n_heads", "num_heads") if hasattr(m, a)), 0
-        )
-        if not isinstance(d_head, int) and isinstance(n_head, int) and n_head > 0:
-            d_head = width // n_head
-        if not isinstance(d_head, int) or d_head < 1 or width % d_head:
+        d_head = head_size(m, width)
+        if d_head is None:
             return
         idx = _units(width // d_head, d_head)
         members = [self.member(t, 0, idx) for t in ts[:3]] + [self.member(ts[3], 1, idx)]
         self.add(f"{name}:heads", "heads", members)
+
+    def fused_heads(self, name: str, m: nn.Module) -> None:
+        """Add the head family of a fused q/k/v projection `c_attn` read by `c_proj` (GPT-2)."""
+        c_attn, c_proj = getattr(m, "c_attn", None), getattr(m, "c_proj", None)
+        io_a, io_p = _linear_io(c_attn), _linear_io(c_proj)
+        if io_a is None or io_p is None or hasattr(m, "q_attn") or io_a[1] != 3 * io_p[0]:
+            return
+        d = head_size(m, io_p[0])
+        t_a = self.target(c_attn, "weight", "", True)
+        t_p = self.target(c_proj, "weight", "", True)
+        if d is None or t_a is None or t_p is None:
+            return
+        members = [
+            self.member(t_a, _out_dim(t_a), fused_qkv_rows(io_p[0], d)),
+            self.member(t_p, 1 - _out_dim(t_p), _units(io_p[0] // d, d)),
+        ]
+        self.add(f"{name}:heads", "heads", members)
+
+    def _readers(self, chain: Chain, idx: tuple[tuple[int, ...], ...]) -> list[GroupMember]:
+        """Members on the input channels of `chain.consumer` (both directions of an RNN)."""
+        c = self.model.get_submodule(chain.consumer)
+        attrs = ["weight"]
+        if isinstance(c, nn.RNNBase):
+            attrs = [a for a in c._flat_weights_names if a.startswith("weight_ih_l0")]
+        out = []
+        for attr in attrs:
+            t = self.target(c, attr, _join(chain.consumer, attr), False)
+            out.append(self.member(t, 1 - _out_dim(t), idx))
+        return out
+
+    def channels(self, name: str, m: nn.Module, chain: Chain) -> None:
+        """Add the output-channel family of conv `m`, or the column family of embedding `m`."""
+        t = self.target(m, "weight", "", True)
+        if t is None:
+            return
+        dim = 1 if isinstance(m, nn.Embedding) else 0
+        idx = _units(int(t.param.shape[dim]))
+        kind = "embedding_cols" if dim else "conv_channels"
+        self.add(f"{name}:{'cols' if dim else 'channels'}", kind, [self.member(t, dim, idx)])
+        self.groups[-1] = GroupSpec(
+            self.groups[-1].name, kind, self.groups[-1].members + tuple(self._readers(chain, idx))
+        )
 
     def ffn(self, name: str, m: nn.Module) -> None:
         """Add the hidden-unit family of the first FFN pair of `m` in scope."""
@@ -281,6 +347,39 @@ def _per_tensor(t: Target, granularity: str) -> GroupSpec:
     return GroupSpec(f"{t.name}:{kind}", kind, (GroupMember(t.name, dim, _units(shape[dim])),))
 
 
+def _rnn_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+
+
+def _check_consumer_keys(model: nn.Module, consumers: Mapping[str, str]) -> None:
+    """Raise unless every `consumers` key is an RNN, a conv or an embedding of `model`."""
+    ok = [n for n, m in model.named_modules() if isinstance(m, (nn.RNNBase, nn.Embedding, *CONVS))]
+    for key in consumers:
+        if key not in ok:
+            raise PrunekitError(
+                f"method_args consumers has {key!r}, which is not an RNN, conv or embedding "
+                f"module of the model: use one of {ok}"
+            )
+
+
+def links(plan: GroupPlan) -> dict[str, str]:
+    """Producer module -> the module reading its units, for every coupled family of `plan`.
+
+    (RNN units, conv channels and embedding columns with a reader; recorded on the masks so
+    that export finds the same reader.)
+    """
+    out = {}
+    for spec in plan.groups:
+        if spec.kind not in ("rnn_units", "conv_channels", "embedding_cols"):
+            continue
+        producer = spec.members[0].param.rpartition(".")[0]
+        readers = [m.param.rpartition(".")[0] for m in spec.members[1:]]
+        readers = [r for r in readers if r != producer]
+        if readers:
+            out[producer] = readers[-1]
+    return out
+
+
 def find_groups(
     model: nn.Module,
     targets: list[Target],
@@ -303,14 +402,10 @@ def find_groups(
     """
     if granularity != "auto":
         return GroupPlan([_per_tensor(t, granularity) for t in targets], [])
-    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
-    for key in consumers or {}:
-        if key not in rnns:
-            raise PrunekitError(
-                f"method_args consumers has {key!r}, which is not an RNN module of the model: "
-                f"use one of {rnns}"
-            )
-    f = _Finder(model, targets, consumers or {})
+    consumers = consumers or {}
+    _check_consumer_keys(model, consumers)
+    chains = find_chains(model, {k: v for k, v in consumers.items() if k not in _rnn_names(model)})
+    f = _Finder(model, targets, consumers)
     for name, m in model.named_modules():
         if isinstance(m, nn.RNNBase):
             if any(
@@ -320,7 +415,11 @@ def find_groups(
             ):
                 f.rnn(name, m)
             continue
+        if name in chains:
+            f.channels(name, m, chains[name])
+            continue
         f.heads(name, m)
+        f.fused_heads(name, m)
         f.ffn(name, m)
     for t in targets:
         if t.name not in f.covered:

@@ -18,7 +18,7 @@ Serialisation is through `state_dict()` only: `torch.save(model)` of a parametri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,15 @@ from prunekit.errors import PrunekitError
 
 
 class Mask(nn.Module):
-    """Multiply a tensor by a boolean keep-mask held in the buffer `mask` (True = keep)."""
+    """Multiply a tensor by a boolean keep-mask held in the buffer `mask` (True = keep).
+
+    `reader` names the module that reads the pruned units of this tensor's module (set by
+    structured pruning for RNN units, conv channels and embedding columns; None otherwise), so
+    that export removes the same units from it. It lives with the model (deepcopy keeps it), not
+    in `state_dict()`.
+    """
+
+    reader: str | None = None
 
     def __init__(self, shape: Sequence[int], device: torch.device | str | None = None):
         super().__init__()
@@ -213,41 +221,3 @@ def finalize(model: nn.Module) -> nn.Module:
                 if hook is detach_rnn_flat_weights:
                     del m._forward_hooks[key]
     return model
-
-
-def attach_masks_from_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> int:
-    """Attach a mask to every tensor that has one in a masked checkpoint, before loading it.
-
-    Use it to load a checkpoint of a pruned (not finalized) model into a freshly built plain
-    model: `attach_masks_from_state_dict(model, sd); model.load_state_dict(sd)`. Tied tensors
-    share one mask.
-
-    Args:
-        model: a plain model of the checkpoint's architecture.
-        state_dict: the checkpoint (keys like `fc.parametrizations.weight.0.mask`).
-
-    Returns:
-        How many masks were attached.
-
-    Raises:
-        PrunekitError: a mask key names a module or tensor the model does not have.
-    """
-    shared: dict[int, Mask] = {}
-    count = 0
-    for key in state_dict:
-        if ".parametrizations." not in f".{key}" or not key.endswith(".0.mask"):
-            continue
-        head, _, rest = f".{key}".rpartition(".parametrizations.")
-        mod_name, attr = head[1:], rest[: -len(".0.mask")]
-        try:
-            m = model.get_submodule(mod_name)
-            p = original(m, attr)
-        except AttributeError:
-            raise PrunekitError(
-                f"checkpoint key {key!r} has no matching tensor {mod_name}.{attr} in the model: "
-                "build the model with the checkpoint's architecture"
-            ) from None
-        if get_mask(m, attr) is None:
-            shared[id(p)] = attach_mask(m, attr, shared.get(id(p)))
-            count += 1
-    return count

@@ -8,8 +8,9 @@ the lowest items by count. Methods are registered by name and built from `method
   groups (heads, FFN units, gate-aware RNN units, rows, columns; see `groups.py`), scored by the
   mean (default; the paper's best), min or max of their members' scores. The target sparsity is
   the fraction of groups removed in each family (per-layer budget).
-- `factorized(embeddings=True)`: replaces every nn.Linear (and nn.Embedding) in scope by its SVD
-  (`FactorizedLinear`, `FactorizedEmbedding`) and ranks the singular values d; the target
+- `factorized(embeddings=True)`: replaces every nn.Linear, Hugging Face Conv1D, nn.Conv1d /
+  Conv2d (groups=1) and nn.Embedding in scope by its SVD (`FactorizedLinear`, `FactorizedConv`,
+  `FactorizedEmbedding`) and ranks the singular values d; the target
   parameter sparsity s becomes a rank fraction by seed 004 eq. 5. Each layer keeps rank >= 1.
 """
 
@@ -24,11 +25,17 @@ from torch import Tensor, nn
 
 from prunekit.errors import PrunekitError
 from prunekit.prune.budget import Unit
-from prunekit.prune.factorized import FactorizedEmbedding, FactorizedLinear
-from prunekit.prune.groups import GroupSpec, find_groups
+from prunekit.prune.channels import CONVS
+from prunekit.prune.factorized import (
+    FactorizedConv,
+    FactorizedEmbedding,
+    FactorizedLinear,
+    _Factors,
+)
+from prunekit.prune.groups import GroupSpec, find_groups, links
 from prunekit.prune.masks import get_mask
 from prunekit.prune.schedules import factorized_rank_fraction, round_half_up
-from prunekit.prune.scope import Alias, Target
+from prunekit.prune.scope import Alias, Target, _is_conv1d
 
 Scores = Mapping[str, Tensor]
 Keep = Mapping[str, Tensor]
@@ -42,11 +49,14 @@ class Setup:
         targets: the scored tensors (after any module replacement).
         dependents: tensors masked along with groups but never scored (outside the scope).
         replaced: id(old Parameter) -> the Parameters that replace it (for optimizers).
+        readers: producer module -> the module reading its pruned units (RNN units, conv
+            channels, embedding columns), recorded on the masks for export.
     """
 
     targets: list[Target]
     dependents: list[Target] = field(default_factory=list)
     replaced: dict[int, list[nn.Parameter]] = field(default_factory=dict)
+    readers: dict[str, str] = field(default_factory=dict)
 
 
 class Method:
@@ -163,7 +173,10 @@ class Structured(Method):
     Args:
         reduce: group score from its members' scores: "mean" (the paper's best), "min", "max".
         granularity: "auto" (heads, FFN units, RNN units, else rows), "rows" or "cols".
-        consumers: RNN module name -> the Linear reading its last layer (auto-detected otherwise).
+        consumers: producer -> the layer reading its units: an RNN's last layer -> a Linear
+            (auto-detected by sibling name otherwise); a conv or an embedding -> a conv, Linear
+            or LSTM/GRU reading its channels (see `prunekit.prune.channels`). Export remembers
+            them (they are recorded on the masks).
     """
 
     reduce: str = "mean"
@@ -185,15 +198,15 @@ class Structured(Method):
             isinstance(k, str) and isinstance(v, str) for k, v in self.consumers.items()
         ):
             raise PrunekitError(
-                f"method_args consumers={self.consumers!r} must map RNN module names to Linear "
-                "module names, e.g. {'rnn': 'lm_head'}"
+                f"method_args consumers={self.consumers!r} must map module names (an RNN, conv "
+                "or embedding) to the module reading it, e.g. {'rnn': 'lm_head'}"
             )
 
     def setup(self, model: nn.Module, targets: list[Target]) -> Setup:
         """Find the group families (see `find_groups`)."""
         plan = find_groups(model, targets, self.granularity, self.consumers)
         self._groups = plan.groups
-        return Setup(list(targets), plan.dependents)
+        return Setup(list(targets), plan.dependents, readers=links(plan))
 
     @property
     def groups(self) -> list[GroupSpec]:
@@ -244,48 +257,71 @@ class Factorized(Method):
         if not isinstance(self.embeddings, bool):
             raise PrunekitError(f"method_args embeddings={self.embeddings!r} must be true or false")
 
-    def _check(self, model: nn.Module, t: Target) -> None:
+    def _problem(self, t: Target) -> tuple[str, str] | None:
+        """(module name, why) if `t` cannot be factorized, else None."""
         ok = (nn.Embedding,) if self.embeddings else ()
         for a in t.aliases:
-            if not isinstance(a.module, (nn.Linear, *ok)):
-                raise PrunekitError(
-                    f"method=factorized cannot factorize {t.name!r} ({type(a.module).__name__}): "
-                    "it supports nn.Linear and nn.Embedding (method_args embeddings=true); "
-                    f"exclude it (scope.exclude=[{_module_name(a)!r}]) or use method=unstructured"
-                )
-            if a.module is model:
-                raise PrunekitError(
-                    "method=factorized cannot replace the model itself: wrap it in a parent module"
-                )
-            if get_mask(a.module, a.attr) is not None:
-                raise PrunekitError(
-                    f"{t.name!r} already has a pruning mask: factorize a model without masks "
-                    "(call prunekit.prune.finalize(model) first)"
-                )
+            m, what = a.module, type(a.module).__name__
+            if isinstance(m, CONVS) and (m.groups != 1 or m.padding_mode != "zeros"):
+                return _module_name(a), f"{what} with groups={m.groups}"
+            if not (isinstance(m, (nn.Linear, *CONVS, *ok)) or _is_conv1d(m)):
+                return _module_name(a), what
+        return None
+
+    def _check(self, model: nn.Module, targets: list[Target]) -> None:
+        problems = dict(p for p in map(self._problem, targets) if p is not None)
+        if problems:
+            n = len(problems)
+            listed = ", ".join(f"{name} ({why})" for name, why in problems.items())
+            raise PrunekitError(
+                f"method=factorized cannot factorize {n} layer{'s' if n > 1 else ''}: {listed}; "
+                "it supports nn.Linear, Hugging Face Conv1D, nn.Conv1d / Conv2d with groups=1 "
+                "and nn.Embedding (method_args embeddings=true): exclude "
+                f"{'them' if n > 1 else 'it'} (scope.exclude={list(problems)}) or use "
+                "method=unstructured"
+            )
+        for t in targets:
+            for a in t.aliases:
+                if a.module is model:
+                    raise PrunekitError(
+                        "method=factorized cannot replace the model itself: wrap it in a parent "
+                        "module"
+                    )
+                if get_mask(a.module, a.attr) is not None:
+                    raise PrunekitError(
+                        f"{t.name!r} already has a pruning mask: factorize a model without masks "
+                        "(call prunekit.prune.finalize(model) first)"
+                    )
+
+    @staticmethod
+    def _base(t: Target) -> _Factors:
+        """The full-rank factorization of the canonical alias (the embedding if tied to one)."""
+        emb = next((a.module for a in t.aliases if isinstance(a.module, nn.Embedding)), None)
+        if emb is not None:
+            return FactorizedEmbedding.from_embedding(emb)
+        m = t.aliases[0].module
+        if isinstance(m, CONVS):
+            return FactorizedConv.from_conv(m)
+        if _is_conv1d(m):
+            return FactorizedLinear.from_conv1d(m)
+        return FactorizedLinear.from_linear(m)  # type: ignore[arg-type]
 
     def _factorize(self, t: Target) -> tuple[list[nn.Module], tuple[int, int]]:
         """New modules for every alias of t, sharing one set of factors."""
-        w = t.param
-        emb = next((a.module for a in t.aliases if isinstance(a.module, nn.Embedding)), None)
-        base: FactorizedLinear | FactorizedEmbedding
-        if emb is not None:
-            base = FactorizedEmbedding.from_embedding(emb)
-        else:
-            base = FactorizedLinear.from_linear(t.aliases[0].module)  # type: ignore[arg-type]
+        base = self._base(t)
         new: list[nn.Module] = []
         for a in t.aliases:
             m = a.module
-            is_base = isinstance(m, nn.Embedding) if emb is not None else m is t.aliases[0].module
-            if is_base:
+            emb = isinstance(base, FactorizedEmbedding)
+            if isinstance(m, nn.Embedding) if emb else m is t.aliases[0].module:
                 new.append(base)
             else:  # a tied Linear: same factors, its own bias
                 new.append(FactorizedLinear.from_factors(base.U, base.d, base.V, m.bias))
-        return new, (int(w.shape[0]), int(w.shape[1]))
+        return new, (int(base.U.shape[0]), int(base.V.shape[1]))
 
     def setup(self, model: nn.Module, targets: list[Target]) -> Setup:
         """Replace each in-scope Linear/Embedding by its full-rank factorization."""
-        for t in targets:
-            self._check(model, t)
+        self._check(model, targets)
         places: dict[int, list[tuple[nn.Module, str]]] = {}
         for _, m in model.named_modules(remove_duplicate=False):
             for child_name, child in m.named_children():

@@ -41,10 +41,11 @@ from prunekit.prune.criteria import make_criterion
 from prunekit.prune.groups import GroupSpec
 from prunekit.prune.masks import Mask, attach_mask, finalize, update_mask_
 from prunekit.prune.methods import make_method
+from prunekit.prune.narang import target_q
 from prunekit.prune.schedules import _check_fraction
 from prunekit.prune.scope import Target, resolve_scope
 from prunekit.prune.size import count_params, sparsity_for_size
-from prunekit.prune.stats import abs_percentile, all_reduce_mean_
+from prunekit.prune.stats import all_reduce_mean_
 
 __all__ = ["PruneConfig", "Pruner", "count_params", "sparsity_for_size"]
 
@@ -143,6 +144,9 @@ class Pruner:
             for a in t.aliases:  # tied tensors: one Mask shared by every alias
                 shared = attach_mask(a.module, a.attr, shared)
             self._masks[t.name] = shared  # type: ignore[assignment]
+            reader = setup.readers.get(t.name.rpartition(".")[0])
+            if reader is not None:
+                shared.reader = reader  # type: ignore[union-attr]
         self._init_statistics()
         self._attached = True
         if optimizer is not None:
@@ -159,8 +163,7 @@ class Pruner:
                     hook = _input_hook(self, t.name, a.module)
                     self._handles.append(a.module.register_forward_pre_hook(hook))
         if self.config.schedule.kind == "threshold":
-            pct = self.config.schedule.q_percentile  # type: ignore[union-attr]
-            self._q = {t.name: abs_percentile(t.param, pct) for t in self.targets}
+            self._q = target_q(self.targets, self.config.schedule)  # type: ignore[arg-type]
 
     def add_optimizer(self, optimizer: torch.optim.Optimizer) -> Pruner:
         """Track `optimizer`: swap factorized parameters, zero its state on updates, add hooks.
@@ -261,14 +264,22 @@ class Pruner:
             raise PrunekitError(f"step={step!r} must be an integer >= 0 (0 after the first step)")
         self._next_step = step + 1
         schedule = self.config.schedule
-        if not schedule.should_update(step):
-            return False
-        if schedule.kind == "threshold":
+        updated = schedule.should_update(step)
+        if updated and schedule.kind == "threshold":
             eps = {n: schedule.threshold(step, q) for n, q in self._q.items()}  # type: ignore[union-attr]
             self._update(thresholds=eps)
-        else:
+        elif updated:
             self._update(sparsity=schedule(step))
-        return True
+        if schedule.opens_after(step):
+            self._open_masks()
+        return updated
+
+    @torch.no_grad()
+    def _open_masks(self) -> None:
+        """Reset every mask to all-ones (IHT): pruned weights are still zero, so the forward pass
+        is unchanged, but the next gradient step is dense and the next update ranks every weight."""
+        for m in self._masks.values():
+            m.mask.fill_(True)
 
     def prune_now(self, sparsity: float) -> None:
         """Prune to `sparsity` at once with the configured method and budget (masks only grow).

@@ -1,9 +1,11 @@
 """Pruning schedules: small frozen value objects that map an optimizer step to a pruning target.
 
-`OneShot` and `Cubic` are sparsity schedules (`schedule(step)` is the fraction of weights to remove);
-`NarangRamp` is a threshold schedule (Narang et al. 2017: `threshold(step, q)` is a magnitude
-threshold). Every schedule answers `should_update(step)` (is this a mask-update step?) and
-`last_step` (after it, masks never change).
+`OneShot`, `Cubic` and `IHT` are sparsity schedules (`schedule(step)` is the fraction of weights to
+remove); `NarangRamp` is a threshold schedule (Narang et al. 2017: `threshold(step, q)` is a
+magnitude threshold). Every schedule answers `should_update(step)` (is this a mask-update step?),
+`opens_after(step)` (are masks reset to all-ones after this step, so that the next step is dense
+and pruned weights may come back? only `IHT` says yes) and `last_step` (after it, masks never
+change).
 
 Steps are the 0-based index of the optimizer step just taken: `pruner.step(0)` runs after the first
 `optimizer.step()`.
@@ -42,6 +44,21 @@ def _check_int(name: str, value: Any, lo: int, example: int) -> None:
         raise PrunekitError(f"{name}={value!r} must be an integer >= {lo}: e.g. {name}={example}")
 
 
+def _check_q(q: Any) -> None:
+    """Raise unless `q` is a non-empty mapping of names to numbers > 0."""
+    bad = not isinstance(q, dict) or not q
+    bad = bad or any(
+        not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int | float) or v <= 0
+        for k, v in q.items()
+    )
+    if bad:
+        raise PrunekitError(
+            f"q={q!r} must map layer types or tensor names to numbers > 0: e.g. "
+            "q={'recurrent': 0.11, 'linear': 0.16} (prunekit.prune.narang.narang_q computes it "
+            "from a trained dense model)"
+        )
+
+
 def _check_positive(name: str, value: Any, example: float) -> None:
     """Raise unless `value` is a number > 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -52,6 +69,10 @@ class _Schedule:
     """Shared serialisation of the schedule dataclasses."""
 
     kind: ClassVar[str] = "sparsity"
+
+    def opens_after(self, step: int) -> bool:
+        """Whether masks are reset to all-ones after `step` (pruned weights may regrow)."""
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """Return `{"_type", "_version", "_data"}` (JSON-able)."""
@@ -194,9 +215,18 @@ class NarangRamp(_Schedule):
     eps = theta (itr - start + 1) / freq before `ramp`,
     eps = (theta (ramp - start + 1) + phi (itr - ramp + 1)) / freq from `ramp` on.
     Masks are recomputed (|w| <= eps removed) at every multiple of `freq` with start < itr < end.
-    q is the `q_percentile`-th percentile of |w| of each tensor in the dense model (the pruner
-    captures it when masks are attached and keeps it in its state_dict). An embedding scored per
-    column (`scope.group_embedding`) compares each column's mean |w| with eps.
+    With slope_mult = 1.5 the threshold reaches q at `end` (the 2 and 3 of theta's denominator
+    assume phi = 1.5 theta); the last update, up to `freq` steps earlier, uses a slightly lower
+    threshold, so on weights distributed like the dense model's a bit less than q_percentile %
+    is pruned (e.g. 87.5 % with start/ramp/end/freq = 100/1000/4000/100 on fixed weights).
+
+    q comes from a previously trained dense model, as in the paper: pass `q` = {layer type or
+    tensor name: value} (`prunekit.prune.narang.narang_q(dense_model, scope)` computes it: the
+    `q_percentile`-th percentile of |w|, per layer type "recurrent" / "linear" / "embedding" or
+    per tensor). Without `q`, the pruner takes the percentile of each tensor as it is when masks
+    are attached, which is only right when pruning starts from a trained model. The pruner keeps
+    the q values in its state_dict. An embedding scored per column (`scope.group_embedding`)
+    compares each column's mean |w| with eps.
 
     Args:
         start: start_itr (>= 0).
@@ -205,6 +235,8 @@ class NarangRamp(_Schedule):
         freq: steps between updates (>= 1).
         slope_mult: phi / theta (> 0; the paper uses 1.5 to 2).
         q_percentile: which percentile of |w| gives q, in (0, 100].
+        q: {"recurrent" | "linear" | "embedding" | tensor name: q value > 0} from a trained dense
+            model (a tensor's own name wins over its type), or None (see above).
     """
 
     kind: ClassVar[str] = "threshold"
@@ -215,6 +247,7 @@ class NarangRamp(_Schedule):
     freq: int = 100
     slope_mult: float = 1.5
     q_percentile: float = 90.0
+    q: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check_int("start", self.start, 0, 0)
@@ -234,6 +267,9 @@ class NarangRamp(_Schedule):
                 f"NarangRamp(start={self.start}, end={self.end}, freq={self.freq}) never updates: "
                 "put a multiple of freq strictly between start and end"
             )
+        if self.q is not None:
+            _check_q(self.q)
+            object.__setattr__(self, "q", {str(k): float(v) for k, v in self.q.items()})
 
     def _update_steps(self) -> range:
         first = (self.start // self.freq + 1) * self.freq
@@ -263,8 +299,77 @@ class NarangRamp(_Schedule):
         return self._update_steps()[-1]
 
 
-Schedule = OneShot | Cubic | NarangRamp
-SCHEDULES: dict[str, type[_Schedule]] = {c.__name__: c for c in (OneShot, Cubic, NarangRamp)}
+@dataclass(frozen=True, kw_only=True)
+class IHT(_Schedule):
+    """Iterative hard thresholding, the middle stage of FastGRNN's LSQ training (seed 002).
+
+    Steps [0, start) train dense; in [start, end) the weights are projected onto their top
+    `density` fraction by magnitude at every step t with t % every == 0 (EdgeML's `trimlevel`),
+    the support staying fixed in between; from `end` on the last support is frozen (sparse
+    retraining). The step before each projection after the first opens the masks (the pruned
+    weights are still zero, so the forward pass is unchanged) so that the projection step's
+    gradient step is dense and the support can change, as in IHT. (While open, the Pruner's
+    `sparsity()` reads 0; the weights still hold the zeros.) Unlike EdgeML's trainer, the optimizer
+    state of pruned weights is zeroed at each projection, as for every prunekit schedule.
+
+    Args:
+        density: the paper's s, the fraction of each tensor KEPT, in (0, 1].
+        start: first step of stage 2 (>= 0).
+        end: first step of stage 3 (> start).
+        every: steps between projections (>= 1; EdgeML uses 15).
+    """
+
+    density: float
+    start: int
+    end: int
+    every: int = 15
+
+    def __post_init__(self) -> None:
+        d = self.density
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 < d <= 1.0:
+            raise PrunekitError(
+                f"density={d!r} must be in (0, 1]: it is the fraction of weights KEPT (the "
+                "paper's s), e.g. density=0.3"
+            )
+        _check_int("start", self.start, 0, 0)
+        _check_int("every", self.every, 1, 15)
+        _check_int("end", self.end, self.start + 1, self.start + 10 * self.every)
+        if not self._projections():
+            raise PrunekitError(
+                f"IHT(start={self.start}, end={self.end}, every={self.every}) never projects: "
+                "put a multiple of every in [start, end)"
+            )
+
+    @classmethod
+    def thirds(cls, density: float, total_steps: int, every: int = 15) -> IHT:
+        """EdgeML's split of `total_steps` into dense / IHT / sparse-retrain thirds."""
+        _check_int("total_steps", total_steps, 3, 300)
+        return cls(density=density, start=total_steps // 3, end=2 * total_steps // 3, every=every)
+
+    def _projections(self) -> range:
+        first = -(-self.start // self.every) * self.every  # the first multiple of every >= start
+        return range(first, self.end, self.every)
+
+    def __call__(self, step: int) -> float:
+        """Return the target sparsity (1 - density) once projections have begun, else 0."""
+        return float(1.0 - self.density) if step >= self._projections()[0] else 0.0
+
+    def should_update(self, step: int) -> bool:
+        """Return whether the weights are projected at `step`."""
+        return step in self._projections()
+
+    def opens_after(self, step: int) -> bool:
+        """Open the masks before every projection except the first (masks are all-ones then)."""
+        return step + 1 in self._projections()[1:]
+
+    @property
+    def last_step(self) -> int:
+        """The last projection step."""
+        return self._projections()[-1]
+
+
+Schedule = OneShot | Cubic | NarangRamp | IHT
+SCHEDULES: dict[str, type[_Schedule]] = {c.__name__: c for c in (OneShot, Cubic, NarangRamp, IHT)}
 
 
 def schedule_from_dict(d: dict[str, Any]) -> Schedule:

@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from prunekit.errors import PrunekitError
 from prunekit.prune._serial import pack, unpack
-from prunekit.prune.masks import original
+from prunekit.prune.masks import get_mask, original
 
 log = logging.getLogger(__name__)
 
 _VERSION = 1
-DEFAULT_TYPES = ("Linear", "Embedding", "LSTM", "GRU", "Conv1D")
+DEFAULT_TYPES = ("Linear", "Embedding", "LSTM", "GRU", "Conv1D", "Conv1d", "Conv2d")
 POSITIONAL = ("rel_k", "rel_v", "rel_pos", "wpe", "pos_emb", "pos_embed", "position_embeddings")
 OUTPUT_NAMES = ("lm_head",)
 
@@ -43,6 +44,13 @@ _TYPE_TESTS: dict[str, Callable[[nn.Module], bool]] = {
     "GRU": lambda m: isinstance(m, nn.GRU),
     "RNN": lambda m: type(m) is nn.RNN,
     "Conv1D": _is_conv1d,
+    "Conv1d": lambda m: isinstance(m, nn.Conv1d),
+    "Conv2d": lambda m: isinstance(m, nn.Conv2d),
+}
+# A type name users confuse with another one, and what each means.
+_TWINS = {
+    "Conv1D": ("Conv1d", "Hugging Face's transposed Linear (GPT-2)", "torch's nn.Conv1d"),
+    "Conv1d": ("Conv1D", "torch's nn.Conv1d", "Hugging Face's transposed Linear (GPT-2)"),
 }
 
 
@@ -60,8 +68,10 @@ class ScopeConfig:
 
     Args:
         module_types: module classes whose weights are pruned, from Linear, Embedding, LSTM, GRU,
-            RNN, Conv1D (Hugging Face's transposed Linear). LSTM/GRU/RNN contribute every
-            `weight_ih_l*`, `weight_hh_l*` (and `weight_hr_l*`), never biases.
+            RNN, Conv1D (Hugging Face's transposed Linear), Conv1d and Conv2d (torch's
+            convolutions, weight (out, in / groups, *kernel)). LSTM/GRU/RNN contribute every
+            `weight_ih_l*`, `weight_hh_l*` (and `weight_hr_l*`), never biases. A weight that
+            carries another parametrization (e.g. weight_norm) is left out, with a warning.
         include: patterns; when non-empty only matching tensors are pruned.
         exclude: patterns of tensors never pruned.
         exclude_output: skip the output layer (`lm_head`, else the last Linear). A tied output
@@ -123,7 +133,8 @@ class Target:
     Attributes:
         name: canonical parameter name (its first name in `model.named_parameters()` order).
         aliases: every (module, attr) holding it; tied weights have several.
-        kind: "linear" (weight (out, in)), "conv1d" (weight (in, out)), "embedding",
+        kind: "linear" (weight (out, in)), "conv1d" (Hugging Face Conv1D, weight (in, out)),
+            "conv" (torch Conv1d/Conv2d, weight (out, in / groups, *kernel)), "embedding",
             "rnn" (an LSTM/GRU/RNN weight) or "factor" (the diagonal d of a factorized layer).
         group_vocab: score per column, averaged over rows (embeddings).
         dense_shape: for "factor" targets, the (out, in) shape of the matrix it replaced.
@@ -166,7 +177,13 @@ def _weight_attrs(m: nn.Module, type_name: str) -> list[str]:
 
 
 def _kind(m: nn.Module, type_name: str) -> str:
-    return {"Linear": "linear", "Conv1D": "conv1d", "Embedding": "embedding"}.get(type_name, "rnn")
+    kinds = {"Linear": "linear", "Conv1D": "conv1d", "Embedding": "embedding"}
+    return kinds.get(type_name, "conv" if type_name in ("Conv1d", "Conv2d") else "rnn")
+
+
+def _foreign_parametrization(m: nn.Module, attr: str) -> bool:
+    """True if `m.<attr>` carries a parametrization that is not a prunekit mask (weight_norm)."""
+    return parametrize.is_parametrized(m, attr) and get_mask(m, attr) is None
 
 
 def output_module_name(model: nn.Module) -> str | None:
@@ -191,6 +208,14 @@ def _candidates(model: nn.Module, scope: ScopeConfig) -> list[Target]:
         if type_name == "Embedding" and scope.skip_positional and short in POSITIONAL:
             continue
         for attr in _weight_attrs(m, type_name):
+            if _foreign_parametrization(m, attr):
+                log.warning(
+                    "%s.%s has another parametrization (e.g. weight_norm) and is not pruned: "
+                    "remove it first to prune this tensor",
+                    mod_name,
+                    attr,
+                )
+                continue
             p = original(m, attr)
             alias = Alias(f"{mod_name}.{attr}" if mod_name else attr, m, attr)
             if id(p) in by_id:
@@ -233,6 +258,19 @@ def _check_patterns(scope: ScopeConfig, names: list[str]) -> None:
             )
 
 
+def _check_type_names(model: nn.Module, scope: ScopeConfig) -> None:
+    """Raise when a type name matches nothing but its look-alike does (Conv1D vs Conv1d)."""
+    for t, (twin, meaning, twin_meaning) in _TWINS.items():
+        if t not in scope.module_types or twin in scope.module_types:
+            continue
+        mods = list(model.modules())
+        if not any(_TYPE_TESTS[t](m) for m in mods) and any(_TYPE_TESTS[twin](m) for m in mods):
+            raise PrunekitError(
+                f"scope.module_types has {t!r} ({meaning}), which this model does not have; its "
+                f"convolutions are {twin!r} ({twin_meaning}): use module_types=[..., {twin!r}]"
+            )
+
+
 def resolve_scope(model: nn.Module, scope: ScopeConfig) -> list[Target]:
     """List the tensors of `model` that `scope` selects, in a deterministic order.
 
@@ -249,6 +287,7 @@ def resolve_scope(model: nn.Module, scope: ScopeConfig) -> list[Target]:
     """
     names = [plain_name(n) for n, _ in model.named_parameters(remove_duplicate=False)]
     _check_patterns(scope, names)
+    _check_type_names(model, scope)
     out_name = output_module_name(model) if scope.exclude_output else None
     targets = []
     for t in _candidates(model, scope):

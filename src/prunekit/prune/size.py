@@ -75,7 +75,7 @@ def _count_fn(model: nn.Module, targets: list[Target], method: Any, budget: str)
     if budget == "global":
         return lambda s: rest + scope - round_half_up(s * scope)
     if method.name == "factorized":
-        shapes = [tuple(t.param.shape) for t in targets]
+        shapes = [(t.param.shape[0], t.param[0].numel()) for t in targets]  # convs: (out, in*k)
 
         def kept(s: float, a: int, b: int) -> int:
             r = min(a, b)

@@ -49,7 +49,7 @@ def compression_table(baseline: dict[str, Any], rows: list[dict[str, Any]]) -> s
         if not r.get("on_target", True):
             size += " (off target)"
         cells = [
-            r["variant"], f"{r['target_params']:,}", f"{r['effective_params']:,}", size,
+            r["variant"], _cell(r, "target_params", "{:,}"), f"{r['effective_params']:,}", size,
             _cell(r, "pruned_at_step", "{:,}"), _cell(r, "finetune_steps", "{:,}"),
             f"{r['valid_ppl']:.2f}", f"{delta:+.1f}", f"{r['test_ppl']:.2f}",
             f"{r['sparse_flops_per_token']:,}",

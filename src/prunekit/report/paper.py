@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,22 @@ def _mean_or_none(cells: list[dict[str, Any]], key: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def aggregate(cells: list[dict[str, Any]], metric: str) -> dict[Key, Agg]:
-    """Group the non-baseline cells by what they computed (all but the seed) and average."""
-    groups: dict[Key, list[dict[str, Any]]] = {}
+def is_table_cell(cell: dict[str, Any]) -> bool:
+    """A pruned or from-scratch cell of Tables 1-3 (not a budget-axis run of other length)."""
+    return cell["kind"] in ("prune", "scratch") and "budget_steps" not in cell
+
+
+def aggregate(
+    cells: list[dict[str, Any]],
+    metric: str,
+    key: Callable[[dict[str, Any]], Any] = _key,
+    keep: Callable[[dict[str, Any]], bool] = is_table_cell,
+) -> dict[Any, Agg]:
+    """Group the cells `keep` accepts by `key` (what they computed: all but the seed), average."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
     for c in cells:
-        if c["kind"] in ("prune", "scratch"):
-            groups.setdefault(_key(c), []).append(c)
+        if keep(c):
+            groups.setdefault(key(c), []).append(c)
     out = {}
     for key, members in groups.items():
         mean, std = mean_std([float(c[metric]) for c in members])
@@ -162,15 +172,27 @@ class Layout:
     criteria: list[str]  # the first is Table 2's reference
     t3_criterion: str
     methods: list[str]
+    prune_steps: int | None = None  # steps of the Tables 1-3 incremental runs
+
+
+def _prune_steps(cells: list[dict[str, Any]]) -> int | None:
+    """Steps of the Tables 1-3 incremental runs, as their records say."""
+    steps = [
+        c.get("step") for c in cells if is_table_cell(c) and c.get("schedule") == "incremental"
+    ]
+    steps = [int(n) for n in steps if n]
+    return max(set(steps), key=steps.count) if steps else None
 
 
 def infer_layout(cells: list[dict[str, Any]], paper: dict[str, Any] | None) -> Layout:
     """The compared sizes, criteria and methods (grid settings win over what the cells show)."""
-    sizes = sorted({round(c["size"], 6) for c in cells if c.get("size") is not None}, reverse=True)
+    sized = [c for c in cells if c.get("size") is not None and "budget_steps" not in c]
+    sizes = sorted({round(c["size"], 6) for c in sized}, reverse=True)
     if paper:
         crit = [*paper.get("criteria", []), *paper.get("extra_criteria", [])]
+        steps = (paper.get("prune") or {}).get("steps") or _prune_steps(cells)
         return Layout(
-            sizes, paper["t1_criterion"], crit, paper["t3_criterion"], list(paper["methods"])
+            sizes, paper["t1_criterion"], crit, paper["t3_criterion"], list(paper["methods"]), steps
         )
 
     def seen(table: str, field: str) -> list[str]:
@@ -181,21 +203,28 @@ def infer_layout(cells: list[dict[str, Any]], paper: dict[str, Any] | None) -> L
     t3 = seen("table3", "criterion") or ["taylor"]
     order = {"unstructured": 0, "structured": 1, "factorized": 2}
     methods = sorted(seen("table3", "method"), key=lambda m: (order.get(m, 3), m))
-    return Layout(sizes, t1[0], seen("table2", "criterion"), t3[0], methods)
+    return Layout(sizes, t1[0], seen("table2", "criterion"), t3[0], methods, _prune_steps(cells))
 
 
-def table1(aggs: dict[Key, Agg], lay: Layout, base: int) -> str:
-    """Schedulers: one-shot vs incremental at every size, Δ% of incremental vs one-shot."""
-    c = lay.t1_criterion
+def table1(
+    aggs: dict[Key, Agg], lay: Layout, base: int, tuned: dict[float, Agg] | None = None
+) -> str:
+    """Schedulers: one-shot vs incremental at every size, Δ% of incremental vs one-shot; with
+    `tuned` (size -> one-shot followed by the incremental run's steps) also against that."""
+    c, tuned = lay.t1_criterion, tuned or {}
     rows = []
     for s in lay.sizes:
         one = aggs.get(("prune", "one-shot", c, "unstructured", s))
         inc = aggs.get(("prune", "incremental", c, "unstructured", s))
         if one or inc:
-            row = [_size_label(s, base), fmt_ppl(one), fmt_cost(one), fmt_ppl(inc), fmt_cost(inc)]
-            rows.append([*row, _fmt_delta(inc, one)])
-    head = ["Model size", "One-shot", "FLOPs / meas.", "Incremental", "FLOPs / meas.", "Δ%"]
-    return _table(head, rows)
+            row = [_size_label(s, base), fmt_ppl(one), fmt_cost(one)]
+            row += [fmt_ppl(tuned.get(s))] if tuned else []
+            row += [fmt_ppl(inc), fmt_cost(inc), _fmt_delta(inc, one)]
+            rows.append(row + ([_fmt_delta(inc, tuned.get(s))] if tuned else []))
+    head = ["Model size", "One-shot", "FLOPs / meas."]
+    head += [f"One-shot + {lay.prune_steps} steps"] if tuned else []
+    head += ["Incremental", "FLOPs / meas.", "Δ%"]
+    return _table(head + (["Δ% vs one-shot + steps"] if tuned else []), rows)
 
 
 def table2(aggs: dict[Key, Agg], lay: Layout, base: int) -> str:
@@ -238,54 +267,6 @@ def table3(aggs: dict[Key, Agg], lay: Layout, base: int) -> str:
     return _table(head, rows)
 
 
-def fig2_series(cells: list[dict[str, Any]]) -> dict[float, list[tuple[float, float]]]:
-    """size -> [(epoch, Δ% of incremental vs one-shot PPL)] over the fine-tuning curves."""
-    curves: dict[tuple[float, str], dict[float, float]] = {}
-    for c in cells:
-        if c["kind"] == "finetune" and c.get("curve"):
-            points = {round(x, 4): y for x, y in c["curve"]}
-            curves[(round(c["size"], 6), c["schedule"])] = points
-    out = {}
-    for (size, sched), inc in curves.items():
-        one = curves.get((size, "one-shot"))
-        if sched != "incremental" or one is None:
-            continue
-        xs = sorted(set(inc) & set(one))
-        out[size] = [(x, delta_pct(inc[x], one[x])) for x in xs]
-    return dict(sorted(out.items(), reverse=True))
-
-
-def fig2_table(series: dict[float, list[tuple[float, float]]], base: int) -> str:
-    epochs = sorted({x for pts in series.values() for x, _ in pts})
-    rows = []
-    for size, pts in series.items():
-        by = dict(pts)
-        rows.append(
-            [_size_label(size, base), *(f"{by[e]:+.1f}" if e in by else DASH for e in epochs)]
-        )
-    return _table(["Model size", *(f"epoch {e:g}" for e in epochs)], rows)
-
-
-def fig3_table(cells: list[dict[str, Any]], base_ppl: float, base_params: int) -> str:
-    rows = []
-    for c in sorted((c for c in cells if c["kind"] == "layer"), key=lambda c: c["id"]):
-        curve = c.get("curve") or [[0, c["valid_ppl"]]]
-        peak_x, peak = max(curve, key=lambda p: p[1])
-        rows.append(
-            [
-                str(c.get("group")),
-                f"{_num(c['group_params'])} ({100 * c['group_params'] / base_params:.0f} %)",
-                f"{100 * c['group_sparsity']:.1f} %",
-                _num(c["effective_params"]),
-                f"{c['valid_ppl']:.2f}",
-                f"{delta_pct(c['valid_ppl'], base_ppl):+.1f}",
-                f"{peak:.2f} @ {peak_x:g}",
-            ]
-        )
-    head = ["Layer group", "Group params", "Sparsity", "Model params", "Final PPL", "Δ%", "Peak"]
-    return _table(head, rows)
-
-
 # ------------------------------------------------------------------ plots
 
 
@@ -314,34 +295,6 @@ def plot_sizes(aggs: dict[Key, Agg], base: dict[str, Any], metric: str, path: Pa
     ax.set_title(f"{metric} vs model size")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_fig2(series: dict[float, list[tuple[float, float]]], base: int, path: Path) -> None:
-    """Fig. 2: relative PPL change of incremental vs one-shot over further fine-tuning."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for size, pts in series.items():
-        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", label=_size_label(size, base))
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set(xlabel="fine-tuning epoch", ylabel="Δ% PPL, incremental vs one-shot")
-    ax.set_title("Fig. 2: one-shot vs incremental during fine-tuning")
-    ax.grid(alpha=0.3)
-    if series:
-        ax.legend()
-    _save(fig, path)
-
-
-def plot_fig3(cells: list[dict[str, Any]], base_ppl: float, path: Path) -> None:
-    """Fig. 3: validation PPL over training while one layer group is pruned."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for c in sorted((c for c in cells if c["kind"] == "layer"), key=lambda c: c["id"]):
-        pts = c.get("curve") or []
-        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", ms=3, label=str(c.get("group")))
-    ax.axhline(base_ppl, color="k", ls="--", lw=1, label="dense baseline")
-    ax.set(xlabel="pruning step", ylabel="validation PPL")
-    ax.set_title("Fig. 3: pruning one layer group at a time")
-    ax.grid(alpha=0.3)
-    ax.legend()
     _save(fig, path)
 
 
@@ -374,10 +327,15 @@ def render(
     metric: str,
     command: str,
     machine: dict[str, Any],
+    flat: tuple[float, float] = (3.0, 1.0),
 ) -> tuple[str, dict[str, Any]]:
-    """(tables.md text, the aggregates as JSON-able data) for `cells`."""
+    """(tables.md text, the aggregates as JSON-able data) for `cells`; `flat` is Fig. 2's
+    (window in epochs, tolerance in points) of 'the gap stopped moving'."""
+    from prunekit.report import paper_budget as pb
+    from prunekit.report.paper_fig2 import fig2_section, fig2_series, flat_summary
+    from prunekit.report.paper_fig3 import fig3_table
     from prunekit.report.published import compare
-    from prunekit.report.seeds import seed_checks, seed_section
+    from prunekit.report.seeds import TUNED, seed_checks, seed_section
 
     base = next(c for c in cells if c["kind"] == "baseline")
     if metric not in base:
@@ -386,13 +344,68 @@ def render(
     lay = infer_layout(cells, (grid or {}).get("paper"))
     bp = int(base["params"])
     series = fig2_series(cells)
+    tuned = pb.tuned_oneshot(pb.budget_aggs(cells, metric), lay)
+    budget = pb.budget_axis(cells, metric, (grid or {}).get("paper"))
+    flats = flat_summary(series, *flat)
+    parts = [
+        *_header(cells, grid, metric, command, machine, aggs),
+        f"## Table 1: pruning schedulers ({lay.t1_criterion}, unstructured)\n",
+        table1(aggs, lay, bp, tuned),
+        f"## Table 2: pruning criteria (incremental, unstructured; Δ% vs {lay.criteria[0] if lay.criteria else '?'})\n",
+        table2(aggs, lay, bp),
+        f"## Table 3: pruning methods ({lay.t3_criterion}, incremental; Δ% vs from scratch)\n",
+        table3(aggs, lay, bp),
+        "![PPL vs size](ppl_vs_size.png)\n",
+        *([pb.budget_section(budget, bp)] if budget else []),
+        fig2_section(cells, series, bp, *flat),
+        "## Fig. 3: one layer group pruned at a time (valid PPL)\n",
+        fig3_table(cells, base["valid_ppl"], bp),
+        "![Fig. 3](fig3_layers.png)\n",
+    ]
+    tuned_keys = {
+        ("prune", TUNED, lay.t1_criterion, "unstructured", s): a for s, a in tuned.items()
+    }
+    checks = seed_checks({**aggs, **tuned_keys}, lay)
+    parts.append(seed_section(checks, bp))
+    notes = pb.finding_notes(aggs, lay, tuned, budget, flats)
+    side_by_side, findings = compare(aggs, lay, bp, cells, notes)
+    parts.append(side_by_side)
+    data = {
+        "metric": metric,
+        "layout": asdict(lay),
+        "aggregates": [
+            {"kind": k[0], "schedule": k[1], "criterion": k[2], "method": k[3], "size": k[4]}
+            | asdict(a)
+            for k, a in aggs.items()
+        ],
+        "table1_oneshot_tuned": {str(s): asdict(a) for s, a in tuned.items()},
+        "budget": asdict(budget) if budget else None,
+        "fig2": {str(s): pts for s, pts in series.items()},
+        "fig2_flat": {str(s): asdict(f) if f else None for s, f in flats.items()},
+        "findings": findings,
+        "seed_checks": checks,
+    }
+    return "\n".join(parts), data
+
+
+def _header(
+    cells: list[dict[str, Any]],
+    grid: dict[str, Any] | None,
+    metric: str,
+    command: str,
+    machine: dict[str, Any],
+    aggs: dict[Key, Agg],
+) -> list[str]:
+    """Title, provenance and how to read the tables."""
+    base = next(c for c in cells if c["kind"] == "baseline")
+    bp = int(base["params"])
     base_cost = f"{_num(base['flops_per_token'])} FLOPs/token"
     if base.get("decode_ms_per_token"):
         base_cost += f", {base['decode_ms_per_token']:.3f} ms/token batch-1"
     backends = sorted({c["latency"].get("backend", "?") for c in cells if c.get("latency")})
     timed = f" Measured with backend {', '.join(backends)}." if backends else ""
     seeded = ", ".join(str(n) for n in sorted({a.n for a in aggs.values() if a.n > 1}))
-    parts = [
+    return [
         "# Neural LM pruning for ASR (seed 004) at prunekit scale\n",
         f"Built by `{command}` with commit `{machine.get('git_commit', '?')}` on "
         f"{machine.get('cpu', '?')} from {len(cells)} cell(s). Cells were produced by:\n",
@@ -410,53 +423,40 @@ def render(
             else ""
         ),
         "",
-        f"## Table 1: pruning schedulers ({lay.t1_criterion}, unstructured)\n",
-        table1(aggs, lay, bp),
-        f"## Table 2: pruning criteria (incremental, unstructured; Δ% vs {lay.criteria[0] if lay.criteria else '?'})\n",
-        table2(aggs, lay, bp),
-        f"## Table 3: pruning methods ({lay.t3_criterion}, incremental; Δ% vs from scratch)\n",
-        table3(aggs, lay, bp),
-        "![PPL vs size](ppl_vs_size.png)\n",
-        "## Fig. 2: Δ% PPL of incremental vs one-shot during further fine-tuning\n",
-        fig2_table(series, bp) if series else "No fine-tuning cells yet.\n",
-        "![Fig. 2](fig2_finetune.png)\n",
-        "## Fig. 3: one layer group pruned at a time (valid PPL)\n",
-        fig3_table(cells, base["valid_ppl"], bp),
-        "![Fig. 3](fig3_layers.png)\n",
     ]
-    checks = seed_checks(aggs, lay)
-    parts.append(seed_section(checks, bp))
-    side_by_side, findings = compare(aggs, lay, bp, cells)
-    parts.append(side_by_side)
-    data = {
-        "metric": metric,
-        "layout": asdict(lay),
-        "aggregates": [
-            {"kind": k[0], "schedule": k[1], "criterion": k[2], "method": k[3], "size": k[4]}
-            | asdict(a)
-            for k, a in aggs.items()
-        ],
-        "fig2": {str(s): pts for s, pts in series.items()},
-        "findings": findings,
-        "seed_checks": checks,
-    }
-    return "\n".join(parts), data
+
+
+def load_grid(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(the cells, grid.json or None) of a grid folder (see `load_cells`)."""
+    cells = load_cells(folder)
+    grid_file = folder / "grid.json"
+    grid = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else None
+    return cells, grid
 
 
 def build_report(
-    folder: str | Path, *, metric: str = "valid_ppl", command: str = "", machine: dict | None = None
+    folder: str | Path,
+    *,
+    metric: str = "valid_ppl",
+    command: str = "",
+    machine: dict | None = None,
+    flat: tuple[float, float] = (3.0, 1.0),
 ) -> dict[str, Path]:
     """Write tables.md, results.json and the PNGs of a paper grid folder; return their paths.
+
+    `flat`: Fig. 2's (window in epochs, tolerance in points), see `paper_fig2`.
 
     Raises:
         PrunekitError: no cells or no baseline in `folder`, or an unknown metric.
     """
+    from prunekit.report.paper_budget import budget_axis, plot_budget
+    from prunekit.report.paper_fig2 import fig2_series, plot_fig2
+    from prunekit.report.paper_fig3 import plot_fig3
+
     folder = Path(folder)
-    cells = load_cells(folder)
-    grid_file = folder / "grid.json"
-    grid = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else None
+    cells, grid = load_grid(folder)
     machine = machine or {}
-    text, data = render(cells, grid, metric, command, machine)
+    text, data = render(cells, grid, metric, command, machine, flat)
     base = next(c for c in cells if c["kind"] == "baseline")
     paths = {
         "tables": folder / "tables.md",
@@ -469,6 +469,10 @@ def build_report(
     plot_sizes(aggregate(cells, metric), base, metric, paths["sizes"])
     plot_fig2(fig2_series(cells), int(base["params"]), paths["fig2"])
     plot_fig3(cells, base["valid_ppl"], paths["fig3"])
+    budget = budget_axis(cells, metric, (grid or {}).get("paper"))
+    if budget is not None:
+        paths["budget"] = folder / "budget.png"
+        plot_budget(budget, int(base["params"]), paths["budget"])
     results = {
         "command": command,
         "git_commit": machine.get("git_commit"),

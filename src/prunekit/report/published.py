@@ -27,6 +27,33 @@ T3 = {
 }
 """Table 3: PPL of data-driven incremental pruning by method, and of from-scratch models."""
 
+# Seed 004 §4.3, ASR with the NNLM in shallow fusion (minus the internal LM), WER in %, on its
+# dictation and voice-assistant (VA) test sets; `*` in the paper = not significant (p > 0.005).
+T4 = {
+    "dictation": {0.5: (3.49, 3.48), 0.25: (3.57, 3.51), 0.1: (3.70, 3.62), 0.05: (3.78, 3.69)},
+    "va": {0.5: (4.22, 4.21), 0.25: (4.31, 4.28), 0.1: (4.44, 4.35), 0.05: (4.57, 4.43)},
+}
+"""Table 4: (one-shot, incremental) WER by size."""
+T4_BASELINE = {"dictation": 3.47, "va": 4.24}
+"""Table 4: WER with the dense 20M NNLM."""
+T4_NOT_SIGNIFICANT = {"dictation": (0.5,), "va": (0.5, 0.25)}
+"""Table 4: sizes whose incremental vs one-shot change is not significant."""
+T5 = {
+    "scratch-100": (3.47, 4.24),
+    "scratch-10": (3.53, 4.27),
+    "unstructured": (3.48, 4.21),
+    "structured": (4.21, 5.26),
+    "factorized": (3.54, 4.29),
+    "no-lm": (3.77, 4.47),
+}
+"""Table 5: (dictation, VA) WER. The pruned rows are incremental data-driven pruning to 10M
+parameters, i.e. 50 % of the 20M baseline, and "10M-scratch" is trained at that size; only
+factorized is not significant vs 10M-scratch."""
+T6 = {"dictation": (-1.3, -0.7, -2.6, -1.2), "va": (0.0, 1.3, -2.0, -1.9)}
+"""Table 6: relative WER change (%) of the pruned (unstructured, incremental, data-driven) vs the
+from-scratch 10M NNLM (50 % of the baseline) per word-frequency quartile, most frequent (25 %) to
+rarest (100 %)."""
+
 
 def _ppl(aggs: dict[Key, Agg], key: Key) -> float | None:
     a = aggs.get(key)
@@ -68,9 +95,18 @@ def _sizes(lay: Layout) -> list[float]:
 
 
 def compare(
-    aggs: dict[Key, Agg], lay: Layout, base_params: int, cells: list[dict[str, Any]]
+    aggs: dict[Key, Agg],
+    lay: Layout,
+    base_params: int,
+    cells: list[dict[str, Any]],
+    notes: dict[str, str] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """(Markdown section, findings as JSON-able dicts) comparing the grid with the paper."""
+    """(Markdown section, findings as JSON-able dicts) comparing the grid with the paper.
+
+    `notes` (finding id -> text) say how a verdict depends on the budget (see `paper_budget`);
+    the ids are 'schedulers', 'criteria', 'scratch', 'structured', 'factorized', 'finetune',
+    'output', 'attention'.
+    """
     sizes = _sizes(lay)
     crit, t3c = lay.t1_criterion, lay.t3_criterion
     ref_crit = lay.criteria[0] if lay.criteria else "magnitude"
@@ -106,42 +142,47 @@ def compare(
 
     findings = []
 
-    def add(text: str, paper: str, holds: list[bool], opposite: list[bool], ours: str) -> None:
-        findings.append({"finding": text, "paper": paper, "ours": ours,
-                         "verdict": verdict(holds, opposite)})  # fmt: skip
+    def add(
+        fid: str, text: str, paper: str, holds: list[bool], opposite: list[bool], ours: str
+    ) -> None:
+        findings.append({"id": fid, "finding": text, "paper": paper, "ours": ours,
+                         "verdict": verdict(holds, opposite),
+                         "budget": (notes or {}).get(fid)})  # fmt: skip
 
     lt, gt = (lambda a, b: a < b), (lambda a, b: a > b)
     p1 = _paper_range({s: v[1] for s, v in T1.items()}, {s: v[0] for s, v in T1.items()})
     p2 = _paper_range({s: v[1] for s, v in T2.items()}, {s: v[0] for s, v in T2.items()})
-    add("Incremental pruning beats one-shot at every size", p1,
+    add("schedulers", "Incremental pruning beats one-shot at every size", p1,
         pairs(inc, one, lt), pairs(inc, one, gt), _range(deltas(inc, one)))  # fmt: skip
-    add("The data-driven (Taylor) criterion beats magnitude, by small margins", p2,
+    add("criteria", "The data-driven (Taylor) criterion beats magnitude, by small margins", p2,
         pairs(tay, mag, lt), pairs(tay, mag, gt), _range(deltas(tay, mag)))  # fmt: skip
     un = meth.get("unstructured", {s: None for s in sizes})
-    add("Pruning a large model (unstructured) beats training that size from scratch",
-        _paper_range(T3["unstructured"], T3["scratch"]), pairs(un, scratch, lt), pairs(un, scratch, gt),
-        _range(deltas(un, scratch)))  # fmt: skip
+    add("scratch", "Pruning a large model (unstructured) beats training that size from scratch",
+        _paper_range(T3["unstructured"], T3["scratch"]), pairs(un, scratch, lt),
+        pairs(un, scratch, gt), _range(deltas(un, scratch)))  # fmt: skip
     st, fa = (meth.get(m, {s: None for s in sizes}) for m in ("structured", "factorized"))
     worst = [st[s] > max(un[s], fa[s]) for s in sizes if None not in (st[s], un[s], fa[s])]
-    add("Structured pruning is the worst method",
+    add("structured", "Structured pruning is the worst method",
         _paper_range(T3["structured"], T3["scratch"], " vs scratch"), worst,
         [not w for w in worst], _range(deltas(st, scratch)) + " vs scratch")  # fmt: skip
     mid = [un[s] < fa[s] < st[s] for s in sizes if None not in (st[s], un[s], fa[s])]
-    add("Factorized lies between unstructured and structured",
+    add("factorized", "Factorized lies between unstructured and structured",
         _paper_range(T3["factorized"], T3["scratch"], " vs scratch"),
         mid, [False] * len(mid), _range(deltas(fa, scratch)) + " vs scratch")  # fmt: skip
     last = _fig2_last(cells)
-    add("Incremental stays ahead of one-shot after further fine-tuning",
+    add("finetune", "Incremental stays ahead of one-shot after further fine-tuning",
         "35 % relative at 1M after 30 epochs", [d < 0 for d in last.values()],
-        [d > 0 for d in last.values()], _range(list(last.values())) + " at the last epoch")  # fmt: skip
+        [d > 0 for d in last.values()],
+        _range(list(last.values())) + " at the last epoch")  # fmt: skip
     layer = _fig3_deltas(cells)
     if layer:
         top = max(layer, key=layer.get)
-        add("Pruning the output projection hurts most", "output layer worst", [top == "output"],
-            [False], ", ".join(f"{g} {d:+.1f} %" for g, d in sorted(layer.items())))  # fmt: skip
+        add("output", "Pruning the output projection hurts most", "output layer worst",
+            [top == "output"], [False],
+            ", ".join(f"{g} {d:+.1f} %" for g, d in sorted(layer.items())))  # fmt: skip
         if "attention" in layer:
-            add("Attention pruned to 75 % costs < 2 % PPL", "< 2 %", [layer["attention"] < 2.0],
-                [False], f"{layer['attention']:+.1f} %")  # fmt: skip
+            add("attention", "Attention pruned to 75 % costs < 2 % PPL", "< 2 %",
+                [layer["attention"] < 2.0], [False], f"{layer['attention']:+.1f} %")  # fmt: skip
 
     lines = [
         "## Side by side with seed 004's published numbers\n",
@@ -155,14 +196,23 @@ def compare(
         "Table 3 (Δ% vs from scratch, paper / ours):\n",
         _table(["Method", *(_size_label(s, base_params) for s in sizes)], rows3),
         "Findings:\n",
-        _table(["Paper's finding", "paper", "ours", "verdict"],
-               [[f["finding"], f["paper"], f["ours"], f"**{f['verdict']}**"] for f in findings]),
+        findings_table(findings),
     ]  # fmt: skip
     return "\n".join(lines), findings
 
 
+def findings_table(findings: list[dict[str, Any]]) -> str:
+    """Markdown: finding, paper, ours, verdict (and, where any is known, budget dependence)."""
+    head = ["Paper's finding", "paper", "ours", "verdict"]
+    rows = [[f["finding"], f["paper"], f["ours"], f"**{f['verdict']}**"] for f in findings]
+    if any(f.get("budget") for f in findings):
+        head.append("budget dependence")
+        rows = [[*r, f.get("budget") or DASH] for r, f in zip(rows, findings, strict=True)]
+    return _table(head, rows)
+
+
 def _fig2_last(cells: list[dict[str, Any]]) -> dict[float, float]:
-    from prunekit.report.paper import fig2_series
+    from prunekit.report.paper_fig2 import fig2_series
 
     return {s: pts[-1][1] for s, pts in fig2_series(cells).items() if pts}
 

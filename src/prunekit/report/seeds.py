@@ -14,6 +14,8 @@ from typing import Any
 
 from prunekit.report.paper import Agg, Key, Layout, _size_label, _table, delta_pct
 
+TUNED = "one-shot + steps"  # the schedule under which report.paper keys Table 1's tuned one-shot
+
 # two-sided 95 % critical values of Student's t, by degrees of freedom (1..30); 1.96 beyond
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
@@ -49,6 +51,8 @@ def comparisons(lay: Layout, size: float) -> list[tuple[str, Key, Key]]:
             ("prune", "one-shot", c1, "unstructured", size),
         )
     ]
+    tuned: Key = ("prune", TUNED, c1, "unstructured", size)  # present with paper.t1_finetuned
+    out.append((f"incremental vs one-shot + {lay.prune_steps} steps ({c1})", inc(c1), tuned))
     ref = lay.criteria[0] if lay.criteria else None
     out += [(f"{c} vs {ref}", inc(c), inc(ref)) for c in lay.criteria[1:] if ref]
     scratch: Key = ("scratch", None, None, None, size)

@@ -4,7 +4,8 @@
 layout, LowRankLinear, SparseLinear, Int8Linear / torch's dynamic int8 Linear, Int8LowRankLinear,
 SlicedLinear around any of these) into a small module whose `forward(x (N, in)) -> (N, out)` is
 the layer's arithmetic and nothing else: no shape checks, no reshapes, no Python beyond the call.
-`embedding_kernel(layer)` does the same for nn.Embedding and LowRankEmbedding, (N,) ids -> (N, C).
+`embedding_kernel(layer)` does the same for nn.Embedding, LowRankEmbedding, SlicedEmbedding and
+TiedEmbedding, (N,) ids -> (N, C).
 
 The kernels share the layer's tensors (no copies; a transposed view is materialized only where a
 layer stores none of its own) and are TorchScript-compatible, so `prunekit.runtime` can compile a
@@ -26,7 +27,7 @@ from prunekit.export.layers import (
     LowRankLinear,
     SparseLinear,
 )
-from prunekit.export.sliced import LowRankEmbedding, SlicedLinear
+from prunekit.export.sliced import LowRankEmbedding, SlicedEmbedding, SlicedLinear, TiedEmbedding
 
 
 def _detached(t: Tensor | None) -> Tensor | None:
@@ -271,14 +272,45 @@ class LowRankTableKernel(nn.Module):
         return torch.mm(self.table.index_select(0, ids), self.proj)
 
 
+class GatherTableKernel(nn.Module):
+    """Rows (or columns, `transposed`) of a table for (N,) ids, times `proj` if any, scattered
+    into the kept columns `cols` of (N, dim) if any: SlicedEmbedding and TiedEmbedding."""
+
+    proj: Tensor | None
+    cols: Tensor | None
+
+    def __init__(self, layer: SlicedEmbedding | TiedEmbedding):
+        super().__init__()
+        self.table, self.cols = layer.table.detach(), layer.cols
+        self.transposed = bool(getattr(layer, "transposed", False))
+        self.proj = _detached(getattr(layer, "proj", None))
+        self.dim = layer.embedding_dim
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if self.transposed:
+            e = self.table.index_select(1, ids).t()  # (N, k)
+        else:
+            e = self.table.index_select(0, ids)  # (N, k)
+        proj = self.proj
+        if proj is not None:
+            e = torch.mm(e, proj.t())
+        cols = self.cols
+        if cols is None:
+            return e
+        return e.new_zeros(e.size(0), self.dim).index_copy(1, cols, e)
+
+
 def embedding_kernel(layer: nn.Module) -> nn.Module:
-    """The kernel looking up (N,) ids in `layer` (nn.Embedding or LowRankEmbedding).
+    """The kernel looking up (N,) ids in `layer` (nn.Embedding, LowRankEmbedding,
+    SlicedEmbedding or TiedEmbedding).
 
     Raises:
         PrunekitError: any other embedding type.
     """
     if isinstance(layer, LowRankEmbedding):
         return LowRankTableKernel(layer)
+    if isinstance(layer, SlicedEmbedding | TiedEmbedding):
+        return GatherTableKernel(layer)
     if type(layer) is nn.Embedding and not hasattr(layer, "parametrizations"):
         return TableKernel(layer.weight)
     raise PrunekitError(
