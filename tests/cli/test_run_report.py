@@ -8,6 +8,7 @@ import shlex
 import pytest
 import sentencepiece as spm
 
+import prunekit.progress as progress
 from prunekit.cli.main import main
 
 SECTIONS = [
@@ -103,6 +104,7 @@ def test_eval_takes_every_checkpoint_the_run_writes(toy_run, capsys, tmp_path, m
         raise AssertionError("a tokenizer was trained")
 
     monkeypatch.setattr(spm.SentencePieceTrainer, "train", no_training)
+    monkeypatch.setattr(progress, "shown", lambda: True)  # as on a terminal
     size = f"size-{u50['target_params']}"
     cases = [
         (out / "baseline" / "checkpoints" / "best", base["valid_ppl"], "checkpoint"),
@@ -117,7 +119,7 @@ def test_eval_takes_every_checkpoint_the_run_writes(toy_run, capsys, tmp_path, m
         assert code == 0, (path, err)
         assert result["artifact"]["kind"] == kind
         assert result["valid_ppl"] == pytest.approx(ppl, rel=1e-6), path
-        assert "scoring valid" in err  # progress
+        assert "scoring valid" in err and "loading" in err  # progress
     code, result, _ = _eval(capsys, str(out / "prune" / "u" / size / "reached"))
     assert code == 0 and result["effective_params"] == u50["effective_params"]
     assert result["artifact"]["step"] == u50["pruned_at_step"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from prunekit.export import compact_size_report
 from prunekit.pipelines.lm_artifact import LMArtifact, load_lm_artifact
 from prunekit.pipelines.lm_baseline import evaluate, prepare_data
 from prunekit.pipelines.lm_compress import measure
+from prunekit.progress import note
 from prunekit.seeding import seed_everything
 
 
@@ -59,17 +59,10 @@ def eval_recipe(art: LMArtifact, corpus: str | None, bptt: int | None, batch: in
     return parse_recipe(raw, overrides)
 
 
-def _say(message: str) -> None:
-    """A status line on a terminal's stderr (kept out of captured output, where an error must
-    stay the only line)."""
-    if sys.stderr.isatty():
-        print(message, file=sys.stderr)
-
-
 def score_artifact(art: LMArtifact, cfg, *, progress: bool = True) -> dict[str, Any]:
     """Perplexities, OOV rate, size and FLOPs of a loaded artifact on `cfg`'s corpus."""
     if progress:
-        _say(f"tokenizing {cfg.data.corpus} with the model's own tokenizer")
+        note(f"tokenizing {cfg.data.corpus} with the model's own tokenizer")
     data = prepare_data(cfg, tokenizer=art.tokenizer)
     kind = art.description["kind"]
     if kind in ("pruned checkpoint", "low-rank checkpoint"):
@@ -96,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < least:
             flag = name.replace("_", "-")
             raise PrunekitError(f"--{flag}={value} is too small: pass --{flag} {least} or more")
-    _say(f"loading {args.checkpoint}")
+    note(f"loading {args.checkpoint}")
     art = load_lm_artifact(Path(args.checkpoint), tokenizer=args.tokenizer)
     cfg = eval_recipe(art, args.corpus, args.bptt, args.batch_size)
     seed_everything(cfg.train.seed)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+import prunekit.progress as pk_progress
 from prunekit.train.distributed import World, all_reduce_sum
 
 
@@ -51,7 +52,8 @@ def score_tokens(
     Args:
         model: maps idx (B, T) to logits (B, T, V).
         tokens: (N,) int64 token stream.
-        progress: a label to show a progress bar (on stderr) with, or None for none.
+        progress: a label to show a progress bar with (on stderr, when it is a terminal), or
+            None for none.
     Returns:
         LMScore summed over every predicted token; windows are split across DDP ranks.
     """
@@ -61,7 +63,7 @@ def score_tokens(
     model.eval()
     nll, count = 0.0, 0
     starts = range(0, rows - 1, bptt)
-    shown = progress is not None and world.is_main
+    shown = progress is not None and world.is_main and pk_progress.shown()
     bar = tqdm(total=len(starts), desc=progress, unit="window", disable=not shown, leave=False)
     for w, start in enumerate(starts):
         bar.update(1)
