@@ -125,8 +125,23 @@ def test_eval_takes_every_checkpoint_the_run_writes(toy_run, capsys, tmp_path, m
     assert result["artifact"]["step"] == u50["pruned_at_step"]
 
 
-def test_eval_on_another_corpus_uses_the_models_tokenizer(toy_run, capsys, tmp_path):
+def test_eval_on_another_corpus_uses_the_models_tokenizer(
+    toy_run, tiny_corpus, capsys, tmp_path, monkeypatch
+):
     out, metrics = toy_run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained")
+
+    monkeypatch.setattr(spm.SentencePieceTrainer, "train", no_training)
+    same = tmp_path / "same"  # the training corpus under another path: the same scores
+    same.mkdir()
+    for split in ("train", "valid", "test"):
+        (same / f"{split}.txt").write_text((tiny_corpus / f"{split}.txt").read_text())
+    code, result, err = _eval(capsys, str(out / "baseline"), "--corpus", str(same))
+    assert code == 0, err
+    assert result["valid_ppl"] == pytest.approx(metrics["baseline"]["valid_ppl"], rel=1e-6)
+    assert result["test_ppl"] == pytest.approx(metrics["baseline"]["test_ppl"], rel=1e-6)
     corpus = tmp_path / "greek"
     corpus.mkdir()
     for split in ("train", "valid", "test"):  # characters the tokenizer never saw

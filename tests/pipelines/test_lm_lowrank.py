@@ -84,3 +84,21 @@ def test_builtin_seed_000_001_recipe_validates_against_its_model():
     model = build_lm(cfg, 2000)
     check_lowrank(cfg, model)
     check_narang(cfg, model)
+
+
+def test_a_lowrank_section_on_another_corpus_is_redone_not_reused(
+    tiny_corpus, tiny_recipe, tmp_path, caplog
+):
+    cfg = _cfg(tiny_corpus, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5])
+    first = lowrank_lm(cfg, cfg.lowrank[0], prepare_data(cfg), tmp_path / "s", progress=False)
+    other = tmp_path / "other"  # the same layout, half the text
+    other.mkdir()
+    for split in ("train", "valid", "test"):
+        lines = (tiny_corpus / f"{split}.txt").read_text().splitlines()
+        (other / f"{split}.txt").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    cfg2 = _cfg(other, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5])
+    again = lowrank_lm(cfg2, cfg2.lowrank[0], prepare_data(cfg2), tmp_path / "s", progress=False)
+    assert "corpus sha256" in caplog.text and "starting it over" in caplog.text
+    assert again[0]["valid_ppl"] != first[0]["valid_ppl"]
+    fresh = lowrank_lm(cfg2, cfg2.lowrank[0], prepare_data(cfg2), tmp_path / "f", progress=False)
+    assert again[0]["valid_ppl"] == fresh[0]["valid_ppl"]  # as if the folder had been empty

@@ -320,6 +320,8 @@ def compress(
     if section.schedule == "narang":  # lm_narang imports this module, hence the late import
         from prunekit.pipelines.lm_narang import narang_rows
 
+        binding = section_binding(cfg, section, baseline, data)
+        bind(out, binding, resume=resume, redo=True, write=world.is_main, owned=True)
         rows = narang_rows(cfg, section, baseline, data, out)
     elif section.schedule == "incremental":
         rows = _run_one(cfg, section, baseline, data, out, sizes, **opts)

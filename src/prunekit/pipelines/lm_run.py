@@ -52,7 +52,8 @@ def run_main(
             progress=progress,
         )  # fmt: skip
     for lowrank in cfg.lowrank:  # seed 000: trains from scratch, no baseline needed
-        rows += lowrank_lm(cfg, lowrank, data, out / "lowrank" / lowrank.name, progress=progress)
+        folder = out / "lowrank" / lowrank.name
+        rows += lowrank_lm(cfg, lowrank, data, folder, resume=resume, progress=progress)
     speed = None
     timed = [r for r in rows if "checkpoint" in r]
     if timed and cfg.speed.enabled:

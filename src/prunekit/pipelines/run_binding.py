@@ -6,7 +6,9 @@ section. A later call that resumes into the folder must bring the same values, o
 
 - a baseline run (`prunekit run`, `prunekit train`) fails with one line naming what differs and
   the fix (`--out DIR` for a new run, `--no-resume` to replace it);
-- a pruning section (derived from a baseline) is redone from scratch, with a warning.
+- a pruning section (derived from a baseline) is redone from scratch, with a warning; so are a
+  recipe's `lowrank:` sections and narang prune sections, whose folders prunekit owns whole
+  (`owned=True`: everything in them is deleted, not only prunekit's own file names).
 
 What may change and still continue (`FREE_TRAIN_KEYS`): `train.steps` (more steps extend the run
 from where it stopped, the learning-rate schedule then spanning the new total: recorded in
@@ -98,14 +100,19 @@ def read_fingerprint(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def has_outputs(folder: Path) -> bool:
-    """Whether `folder` holds results of an earlier run (checkpoints or a finished result)."""
+def has_outputs(folder: Path, owned: bool = False) -> bool:
+    """Whether `folder` holds results of an earlier run (checkpoints or a finished result; with
+    `owned`, anything but its fingerprint)."""
+    if owned:
+        return folder.is_dir() and any(p.name != FINGERPRINT for p in folder.iterdir())
     return any((folder / n).exists() for n in OUTPUTS[:2]) or any(folder.glob("size-*"))
 
 
-def clear_outputs(folder: Path) -> None:
-    """Delete what an earlier run wrote into `folder` (only prunekit's own names)."""
-    for path in [*(folder / n for n in OUTPUTS), *folder.glob("size-*")]:
+def clear_outputs(folder: Path, owned: bool = False) -> None:
+    """Delete what an earlier run wrote into `folder` (only prunekit's own names; with `owned`,
+    everything in it)."""
+    mine = [*(folder / n for n in OUTPUTS), *folder.glob("size-*")]
+    for path in list(folder.iterdir()) if owned and folder.is_dir() else mine:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -119,6 +126,7 @@ def bind(
     resume: bool = True,
     redo: bool = False,
     write: bool = True,
+    owned: bool = False,
 ) -> dict[str, Any]:
     """Check `folder` against `binding` before resuming in it; record the binding.
 
@@ -128,6 +136,8 @@ def bind(
         resume: False starts over (earlier outputs are deleted).
         redo: on a mismatch, start over with a warning instead of failing.
         write: whether this process writes (the main rank under DDP).
+        owned: the folder is prunekit's alone (a section's folder inside a run): starting over
+            deletes everything in it.
 
     Returns:
         The fingerprint record as stored ({"binding", "steps_history"}).
@@ -138,7 +148,7 @@ def bind(
     """
     stored = read_fingerprint(folder)
     start_over = not resume
-    if resume and has_outputs(folder) and (stored or {}).get("binding") != binding:
+    if resume and has_outputs(folder, owned) and (stored or {}).get("binding") != binding:
         if stored is None:
             why = f"its results have no {FINGERPRINT} (an older prunekit wrote them)"
         else:
@@ -151,7 +161,7 @@ def bind(
         log.warning("%s: %s; starting it over", folder, why)
         start_over = True
     if start_over and write:
-        clear_outputs(folder)
+        clear_outputs(folder, owned)
     keep = stored and not start_over and stored.get("binding") == binding
     record = stored if keep else {"binding": binding, "steps_history": []}
     if write:
