@@ -128,9 +128,11 @@ def _export_file(folder: Path, manifest: dict[str, Any], name: str) -> bytes | N
     return data
 
 
-def _find_tokenizer(folder: Path, given: Path | None, own: bytes | None) -> tuple[Tokenizer, str]:
+def _find_tokenizer(
+    folder: Path, given: Path | None, own: bytes | None, flag: str
+) -> tuple[Tokenizer, str]:
     """The tokenizer to score with: `given`, else the folder's own (`own`: its checked bytes),
-    else a run's tokenizer in a parent folder."""
+    else a run's tokenizer in a parent folder (`flag`: how the caller passes one)."""
     if given is not None:
         return load_tokenizer(given), str(given)
     if own is not None:
@@ -140,17 +142,17 @@ def _find_tokenizer(folder: Path, given: Path | None, own: bytes | None) -> tupl
     if found is None:
         raise PrunekitError(
             f"{folder} holds no {TOKENIZER_FILE} (it was written by an older prunekit) and none "
-            "was found in its parent folders: pass --tokenizer with the run's tokenizer.model"
+            f"was found in its parent folders: pass the run's tokenizer.model with {flag}"
         )
     return load_tokenizer(found), f"{found} (found in a parent folder, not recorded)"
 
 
-def _check_vocab(model_config: dict[str, Any], tokenizer: Tokenizer, source: str) -> None:
-    vocab = model_config.get("vocab_size")
+def _check_vocab(config: dict[str, Any], tokenizer: Tokenizer, source: str, flag: str) -> None:
+    vocab = config.get("vocab_size")
     if vocab is not None and vocab != tokenizer.vocab_size:
         raise PrunekitError(
             f"tokenizer {source} has {tokenizer.vocab_size} tokens but the model has {vocab}: "
-            "pass the tokenizer saved with this model (--tokenizer)"
+            f"pass the tokenizer saved with this model ({flag})"
         )
 
 
@@ -160,12 +162,13 @@ def _checkpoint_kind(run: dict[str, Any]) -> str:
     return "low-rank checkpoint" if run.get("ranks") else "checkpoint"
 
 
-def _checkpoint_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
+def _checkpoint_artifact(path: Path, tokenizer: Path | None, flag: str) -> LMArtifact:
     ckpt = resolve_checkpoint(path)
     state = read_checkpoint_state(ckpt)["state"]
     model = load_lm_checkpoint(ckpt).eval()
-    tok, source = _find_tokenizer(ckpt, tokenizer, read_checkpoint_file(ckpt, TOKENIZER_FILE))
-    _check_vocab(state["model_config"], tok, source)
+    own = read_checkpoint_file(ckpt, TOKENIZER_FILE)
+    tok, source = _find_tokenizer(ckpt, tokenizer, own, flag)
+    _check_vocab(state["model_config"], tok, source, flag)
     run = state.get("run") or {}
     desc = {
         "kind": _checkpoint_kind(run),
@@ -179,7 +182,7 @@ def _checkpoint_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
     return LMArtifact(model, tok, desc)
 
 
-def _export_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
+def _export_artifact(path: Path, tokenizer: Path | None, flag: str) -> LMArtifact:
     manifest = read_manifest(path)
     model = load_compact(path).eval()
     source = manifest.get("source") or {}
@@ -187,8 +190,9 @@ def _export_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
         origin = Path(source["checkpoint"])
         if (origin / TOKENIZER_FILE).is_file():
             tokenizer = origin / TOKENIZER_FILE
-    tok, where = _find_tokenizer(path, tokenizer, _export_file(path, manifest, TOKENIZER_FILE))
-    _check_vocab(manifest["model_config"], tok, where)
+    own = _export_file(path, manifest, TOKENIZER_FILE)
+    tok, where = _find_tokenizer(path, tokenizer, own, flag)
+    _check_vocab(manifest["model_config"], tok, where, flag)
     desc = {
         "kind": "compact export",
         "path": str(path),
@@ -202,12 +206,18 @@ def _export_artifact(path: Path, tokenizer: Path | None) -> LMArtifact:
     return LMArtifact(model, tok, desc)
 
 
-def load_lm_artifact(path: str | Path, *, tokenizer: str | Path | None = None) -> LMArtifact:
+def load_lm_artifact(
+    path: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    tokenizer_flag: str = "--tokenizer",
+) -> LMArtifact:
     """Load any LM checkpoint, run folder or compact export prunekit writes (see the module doc).
 
     Args:
         path: the checkpoint, run or export folder.
         tokenizer: a tokenizer file to use instead of the one saved with the model.
+        tokenizer_flag: how the caller's user passes one (named in error messages).
 
     Returns:
         The model (eval mode), its tokenizer and a description.
@@ -223,5 +233,5 @@ def load_lm_artifact(path: str | Path, *, tokenizer: str | Path | None = None) -
             "runs/demo/baseline/checkpoints/best, or an export folder"
         )
     if (path / MANIFEST).is_file():
-        return _export_artifact(path, given)
-    return _checkpoint_artifact(path, given)
+        return _export_artifact(path, given, tokenizer_flag)
+    return _checkpoint_artifact(path, given, tokenizer_flag)
