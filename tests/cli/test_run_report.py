@@ -4,6 +4,7 @@ of artifact it writes — with the model's own tokenizer, never a new one."""
 
 import json
 import shlex
+import shutil
 
 import pytest
 import sentencepiece as spm
@@ -75,7 +76,7 @@ def test_report_rows_are_honest(toy_run):
     assert "Measured speed-up: batch-1 incremental decoding" in report
 
 
-def test_export_commands_in_the_report_work_and_exports_evaluate(toy_run, capsys):
+def test_export_commands_in_the_report_work_and_exports_evaluate(toy_run, capsys, tmp_path):
     out, metrics = toy_run
     f50 = metrics["compressed"][2]
     report = (out / "report.md").read_text()
@@ -92,6 +93,11 @@ def test_export_commands_in_the_report_work_and_exports_evaluate(toy_run, capsys
     assert result["artifact"]["tokenizer"] == f"{export}/tokenizer.model"  # its own copy
     assert result["valid_ppl"] == pytest.approx(f50["valid_ppl"], rel=1e-4)
     assert result["size_bytes"] == f50["compact_size_bytes"]
+    changed = tmp_path / "changed"  # a tokenizer swapped after the export is refused
+    shutil.copytree(export, changed)
+    (changed / "tokenizer.model").write_bytes((changed / "tokenizer.model").read_bytes() + b" ")
+    code, _, err = _eval(capsys, str(changed))
+    assert code == 2 and "tokenizer.model does not match the sha256" in err
 
 
 def test_eval_takes_every_checkpoint_the_run_writes(toy_run, capsys, tmp_path, monkeypatch):
