@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 # Keys whose values are timings or facts about the invocation, not results of the computation.
-TIMING_WORDS = ("second", "_at", "machine", "command", "git_commit", "invocations")
+TIMING_WORDS = ("second", "_at", "machine", "command", "git_commit", "invocations", "resumed_from")
 
 
 def record(category: str, case: str, outcome: str, ok: bool, **detail: Any) -> None:
