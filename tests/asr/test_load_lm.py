@@ -70,8 +70,9 @@ def test_export_folder_and_explicit_tokenizer(tok, tmp_path):
     with pytest.raises(PrunekitError) as err:
         load_lm(tmp_path / "export")
     assert str(err.value) == (
-        f"no tokenizer.model found beside {tmp_path / 'export'}: pass the LM's tokenizer "
-        "(--lm-tokenizer, or lm.tokenizer in a recipe)"
+        f"{tmp_path / 'export'} holds no tokenizer.model (it was written by an older prunekit) "
+        "and none was found in its parent folders: pass the run's tokenizer.model with "
+        "--lm-tokenizer (or lm.tokenizer in a recipe)"
     )
     tok.save(tmp_path / "tok.json")
     loaded = load_lm(tmp_path / "export", tmp_path / "tok.json")
@@ -80,7 +81,9 @@ def test_export_folder_and_explicit_tokenizer(tok, tmp_path):
 
 
 def test_missing_and_foreign_folders(tmp_path):
-    with pytest.raises(PrunekitError, match="does not exist: pass a checkpoint folder"):
+    with pytest.raises(
+        PrunekitError, match="does not exist or is not a folder: pass a checkpoint folder"
+    ):
         load_lm(tmp_path / "nope")
-    with pytest.raises(PrunekitError, match="is neither a checkpoint"):
+    with pytest.raises(PrunekitError, match="is not a prunekit checkpoint .* or export"):
         load_lm(tmp_path)

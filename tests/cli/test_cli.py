@@ -93,7 +93,8 @@ def test_train_then_eval_then_corrupt_checkpoint(tiny_corpus, tmp_path, capsys):
 
 def test_run_writes_report_metrics_and_plot(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["run", "--out", str(out), *_tiny_sets(tiny_corpus)]) == 0
+    short = ["--set", "prune.0.steps=40", "--set", "prune.1.steps=40", "--set", "speed.repeats=2"]
+    assert main(["run", "--out", str(out), *_tiny_sets(tiny_corpus), *short]) == 0
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
     metrics = json.loads((out / "baseline" / "metrics.json").read_text())

@@ -171,3 +171,15 @@ def test_load_tokenizer_errors(tmp_path):
     (tmp_path / "other.json").write_text('{"kind": "bpe"}')
     with pytest.raises(PrunekitError, match=r"other\.json is JSON but not a word tokenizer"):
         load_tokenizer(tmp_path / "other.json")
+
+
+def test_tokenizers_round_trip_through_bytes(unigram):
+    from prunekit.data import tokenizer_from_bytes
+
+    word = WordTokenizer.build("to be or not to be\n")
+    for tok in (unigram, word):
+        again = tokenizer_from_bytes(tok.to_bytes())
+        assert (again.kind, again.vocab_size, again.unk_id) == (tok.kind, tok.vocab_size, 0)
+        assert again.encode("to be or not") == tok.encode("to be or not")
+    with pytest.raises(PrunekitError, match="neither a word tokenizer"):
+        tokenizer_from_bytes(b"\x00junk", "x.model")

@@ -157,8 +157,9 @@ def test_bad_model_arguments(run, test_wavs, tmp_path, capsys):
         (["--am", str(out / "am" / "checkpoints" / "best"), "--ilm", str(out / "lm")],
          "--ilm needs --lm: the internal LM is subtracted from a fused LM"),
         (["--run", str(out), "--lm", str(tmp_path)],
-         f"{tmp_path} is neither a checkpoint (state.json) nor an export folder "
-         "(manifest.json): pass the folder prunekit wrote"),
+         f"{tmp_path} is not a prunekit checkpoint (no state.json), run folder (no "
+         "checkpoints/) or export (no manifest.json): pass e.g. "
+         "runs/demo/baseline/checkpoints/best or a folder written by `prunekit export`"),
         (["--run", str(out), "--fusion", str(tmp_path / "none.json")],
          f"fusion file {tmp_path / 'none.json'} cannot be read (FileNotFoundError): pass a JSON "
          'file such as {"lm_weight": 0.5, "ilm_weight": 0.1, "word_bonus": 1.0}'),

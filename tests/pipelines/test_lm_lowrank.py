@@ -40,10 +40,10 @@ def test_check_lowrank_rejects_a_scope_before_training(tiny_corpus, tiny_recipe)
 
 
 def test_prunekit_run_reports_the_lowrank_front(tiny_corpus, tiny_recipe, tmp_path):
-    from prunekit.cli.run import run_all, write_report
+    from prunekit.pipelines.lm_run import run_main, write_report
 
     cfg = _cfg(tiny_corpus, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5, 0.9])
-    result = run_all(cfg, tmp_path)
+    result = run_main(cfg, tmp_path, progress=False)
     low = [r for r in result["compressed"] if "regularizer" in r]
     assert [r["threshold"] for r in low] == [0.5, 0.9]
     write_report(result, tmp_path)
@@ -84,3 +84,21 @@ def test_builtin_seed_000_001_recipe_validates_against_its_model():
     model = build_lm(cfg, 2000)
     check_lowrank(cfg, model)
     check_narang(cfg, model)
+
+
+def test_a_lowrank_section_on_another_corpus_is_redone_not_reused(
+    tiny_corpus, tiny_recipe, tmp_path, caplog
+):
+    cfg = _cfg(tiny_corpus, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5])
+    first = lowrank_lm(cfg, cfg.lowrank[0], prepare_data(cfg), tmp_path / "s", progress=False)
+    other = tmp_path / "other"  # the same layout, half the text
+    other.mkdir()
+    for split in ("train", "valid", "test"):
+        lines = (tiny_corpus / f"{split}.txt").read_text().splitlines()
+        (other / f"{split}.txt").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    cfg2 = _cfg(other, tiny_recipe, lambda_rec=1e-3, thresholds=[0.5])
+    again = lowrank_lm(cfg2, cfg2.lowrank[0], prepare_data(cfg2), tmp_path / "s", progress=False)
+    assert "corpus sha256" in caplog.text and "starting it over" in caplog.text
+    assert again[0]["valid_ppl"] != first[0]["valid_ppl"]
+    fresh = lowrank_lm(cfg2, cfg2.lowrank[0], prepare_data(cfg2), tmp_path / "f", progress=False)
+    assert again[0]["valid_ppl"] == fresh[0]["valid_ppl"]  # as if the folder had been empty

@@ -23,7 +23,9 @@ def _cfg(tiny_corpus, tiny_recipe, **narang):
     return parse_recipe({**raw, "prune": [section]})
 
 
-def test_narang_section_trains_from_scratch_and_compares(tiny_corpus, tiny_recipe, tmp_path):
+def test_narang_section_trains_from_scratch_and_compares(
+    tiny_corpus, tiny_recipe, tmp_path, caplog
+):
     cfg = _cfg(tiny_corpus, tiny_recipe)
     data = prepare_data(cfg)
     train_baseline(cfg, tmp_path / "base", progress=False)
@@ -42,6 +44,13 @@ def test_narang_section_trains_from_scratch_and_compares(tiny_corpus, tiny_recip
     for r in rows:
         assert r["valid_ppl"] > 1 and r["effective_params"] < r["baseline_params"]
         assert r["size_fraction"] < 1
+    assert compress(cfg, cfg.prune[0], best, data, tmp_path / "prune") == rows  # finished: read
+    caplog.clear()  # a changed section is redone in its folder, never mixed with the old runs
+    changed = _cfg(tiny_corpus, tiny_recipe, compare=[])
+    again = compress(changed, changed.prune[0], best, data, tmp_path / "prune")
+    assert "section.narang.compare" in caplog.text and "starting it over" in caplog.text
+    assert [r["variant"] for r in again] == ["narang"]
+    assert not (tmp_path / "prune" / "cubic").exists()
 
 
 def test_check_narang_catches_a_q_without_the_recurrent_type(tiny_corpus, tiny_recipe):

@@ -192,3 +192,26 @@ def test_schedule_errors(make, message):
     with pytest.raises(PrunekitError) as exc:
         make()
     assert str(exc.value) == message
+
+
+# s_f=0.8, n=4, dt=1 with a stop at 0.5: the ramp's 0.4625, 0.7, 0.7875, 0.8 becomes
+# 0.4625, 0.5 (the update that would pass 0.5 lands on it), then 0.7875 and 0.8 as before.
+def test_cubic_lands_on_its_stops():
+    s = Cubic(s_f=0.8, dt=1, n=4, stops=(0.5,))
+    assert [s(t) for t in range(6)] == pytest.approx([0.0, 0.4625, 0.5, 0.7875, 0.8, 0.8])
+    two = Cubic(s_f=0.8, dt=1, n=4, stops=[0.3, 0.45])  # both passed by the update to 0.4625
+    assert [two(t) for t in range(5)] == pytest.approx([0.0, 0.3, 0.45, 0.7875, 0.8])
+    assert Cubic.from_dict(json.loads(json.dumps(two.to_dict()))) == two
+    assert Cubic.from_dict({**Cubic(s_f=0.8, dt=1, n=4).to_dict()}).stops == ()
+
+
+@pytest.mark.parametrize(
+    ("stops", "message"),
+    [
+        ((0.8,), "must lie strictly between s_i=0.0 and s_f=0.8"),
+        ((0.1, 0.2, 0.3, 0.4), "n=4 updates cannot land on 4 stops and still end at s_f=0.8"),
+    ],
+)
+def test_cubic_stops_are_checked(stops, message):
+    with pytest.raises(PrunekitError, match=message):
+        Cubic(s_f=0.8, dt=1, n=4, stops=stops)

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 # Keys whose values are timings or facts about the invocation, not results of the computation.
-TIMING_WORDS = ("second", "_at", "machine", "command", "git_commit", "invocations")
+TIMING_WORDS = ("second", "_at", "machine", "command", "git_commit", "invocations", "resumed_from")
 
 
 def record(category: str, case: str, outcome: str, ok: bool, **detail: Any) -> None:
@@ -112,7 +112,7 @@ def run_differences(a: Path, b: Path) -> list[str]:
         if pa.is_dir() and (pa / "state.json").is_file():
             out += [f"{rel}: {d}" for d in checkpoint_differences(pa, pb)]
         elif pa.suffix == ".json" and pa.name != "state.json":
-            out += [f"{rel}{d}" for d in json_differences(_json(pa), _json(pb))]
+            out += [f"{rel}{d}" for d in json_differences(_json(pa, a), _json(pb, b))]
     return out
 
 
@@ -121,8 +121,12 @@ def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts) or rel.suffix in (".png", ".md")
 
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_nan)
+def _json(path: Path, root: Path | None = None) -> Any:
+    """A JSON file's value; with `root`, the paths it records inside `root` read "<run>/..."."""
+    text = path.read_text(encoding="utf-8")
+    if root is not None:
+        text = text.replace(json.dumps(str(root))[1:-1], "<run>")
+    return json.loads(text, parse_constant=_no_nan)
 
 
 def _no_nan(name: str) -> Any:

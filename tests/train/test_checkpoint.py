@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from prunekit.errors import PrunekitError
-from prunekit.train.checkpoint import load_checkpoint, save_checkpoint
+from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 
 
 class Tied(nn.Module):
@@ -77,3 +77,18 @@ def test_overwrite_leaves_no_temp_folders(tmp_path):
     save_checkpoint(tmp_path / "ck", model, {"v": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
     assert load_checkpoint(tmp_path / "ck", Tied())[0] == {"v": 2}
+
+
+def test_checkpoint_carries_extra_files_with_their_sha256(tmp_path):
+    save_checkpoint(tmp_path / "ck", Tied(), {"step": 1}, files={"tokenizer.model": b"vocab"})
+    assert (tmp_path / "ck" / "tokenizer.model").read_bytes() == b"vocab"
+    load_checkpoint(tmp_path / "ck", Tied())  # the extra file does not disturb loading
+    assert read_checkpoint_file(tmp_path / "ck", "tokenizer.model") == b"vocab"
+    assert read_checkpoint_file(tmp_path / "ck", "other.model") is None
+    (tmp_path / "ck" / "tokenizer.model").write_bytes(b"vocaB")
+    with pytest.raises(PrunekitError, match=r"tokenizer.model does not match the sha256"):
+        read_checkpoint_file(tmp_path / "ck", "tokenizer.model")
+    for bad in ("state.json", "model.safetensors", "../x", ".hidden"):
+        with pytest.raises(PrunekitError, match="cannot add a file named"):
+            save_checkpoint(tmp_path / "c2", Tied(), {}, files={bad: b""})
+    assert not (tmp_path / "c2").exists()

@@ -86,8 +86,8 @@ def export_lm(ctx: DecodeContext, cell_id: str) -> Path:
     model, pruned = load_checkpoint_lm(ckpt)
     small, manifest = compact(model, dense=not pruned, threads=1, batch_size=4, repeats=5)
     manifest["source"] = {"cell": cell_id, "checkpoint": str(ckpt)}
-    save_compact(small, manifest, folder)
-    ctx.grid.data.tokenizer.save(folder / "tokenizer.model")
+    tokenizer = {"tokenizer.model": ctx.grid.data.tokenizer.to_bytes()}  # sha256 in the manifest
+    save_compact(small, manifest, folder, files=tokenizer)
     return folder
 
 

@@ -21,33 +21,18 @@ from prunekit.atomic import write_json
 from prunekit.bench.paper_cells import Cell, cell_status
 from prunekit.bench.paper_run import Grid, final_checkpoint, load_pruned
 from prunekit.pipelines.lm_compress import load_trained
+from prunekit.pipelines.lm_speed import deploy
 
 log = logging.getLogger(__name__)
 TIMED_KINDS = ("baseline", "prune", "scratch", "finetune")
 
 
 def compact(model: nn.Module, threads: int) -> tuple[nn.Module, str]:
-    """The deployed inference model and the backend's name: `export.compact` (or, for a
-    never-pruned model, `export.fastest_dense`) run by `runtime.fast_decoder`."""
-    from prunekit.export import fastest_dense
-    from prunekit.export.compact import compact as export_compact
-    from prunekit.runtime import fast_decoder
-
-    if not _is_pruned(model):
-        return fast_decoder(fastest_dense(model.eval(), threads=threads)), (
-            "export.fastest_dense + runtime.fast_decoder"
-        )
-    small, _ = export_compact(model, threads=threads, repeats=5)
-    return fast_decoder(small), "export.compact + runtime.fast_decoder"
-
-
-def _is_pruned(model: nn.Module) -> bool:
-    from prunekit.prune.factorized import FACTORIZED_TYPES
-    from prunekit.prune.masks import masks_by_param
-
-    return bool(masks_by_param(model)) or any(
-        isinstance(m, FACTORIZED_TYPES) for m in model.modules()
-    )
+    """The deployed inference model and the backend's name (`pipelines.lm_speed.deploy`):
+    `export.compact` (or, for a never-pruned model, `export.fastest_dense`) run by
+    `runtime.fast_decoder`."""
+    decoder, _, backend = deploy(model, threads=threads)
+    return decoder, backend
 
 
 def _load(grid: Grid, cell: Cell) -> nn.Module:

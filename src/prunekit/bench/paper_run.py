@@ -27,9 +27,9 @@ from prunekit.bench.paper_spec import PaperConfig
 from prunekit.config import PruneSection, RunConfig, TrainConfig, parse_recipe
 from prunekit.data import LMBatches
 from prunekit.errors import PrunekitError
-from prunekit.models import build_model
 from prunekit.models.registry import model_config
 from prunekit.models.scaling import scaled_config
+from prunekit.pipelines.lm_artifact import TOKENIZER_FILE, load_lm_checkpoint
 from prunekit.pipelines.lm_baseline import LMData, build_lm, lm_task, prepare_data, train_baseline
 from prunekit.pipelines.lm_compress import compress, load_trained, measure, prune_config
 from prunekit.prune import (
@@ -42,12 +42,7 @@ from prunekit.prune import (
     resolve_scope,
 )
 from prunekit.seeding import seed_everything
-from prunekit.train.checkpoint import (
-    load_checkpoint,
-    read_checkpoint_state,
-    restore_interrupted,
-    save_checkpoint,
-)
+from prunekit.train.checkpoint import read_checkpoint_state, restore_interrupted, save_checkpoint
 from prunekit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -211,7 +206,8 @@ def _training_free(grid: Grid, cell: Cell, section: PruneSection) -> dict[str, A
     row = {"target_params": target, "step": 0, **measure(model, grid.data, grid.cfg)}
     run = {"recipe": grid.cfg.model_dump(mode="json"), "prune": pcfg.to_dict()}
     state = {"model_config": model_config(model), "step": 0, "run": run}
-    save_checkpoint(out / "checkpoints" / "last", model, state)
+    tokenizer = {TOKENIZER_FILE: grid.data.tokenizer.to_bytes()}
+    save_checkpoint(out / "checkpoints" / "last", model, state, files=tokenizer)
     write_json(done, {"rows": [row], "prune_config": pcfg.to_dict()})
     return row
 
@@ -263,14 +259,7 @@ def final_checkpoint(grid: Grid, cell_id: str) -> Path:
 
 def load_pruned(checkpoint: Path) -> nn.Module:
     """Rebuild a pruned model (masks / factorized layers as in training) from its checkpoint."""
-    state = read_checkpoint_state(checkpoint)["state"]
-    model = build_model(state["model_config"])
-    prune = state.get("run", {}).get("prune")
-    if prune:
-        pruner = Pruner(model, PruneConfig.from_dict(prune)).attach()
-        pruner.remove_hooks()
-    load_checkpoint(checkpoint, model)
-    return model
+    return load_lm_checkpoint(checkpoint)
 
 
 def _fit(
@@ -285,6 +274,7 @@ def _fit(
         callbacks=[pruner] if pruner else [],
         run_state={"recipe": grid.cfg.model_dump(mode="json"), **run},
         progress=grid.progress,
+        files={TOKENIZER_FILE: grid.data.tokenizer.to_bytes()},
         label=out.name,
     )
     if pruner is not None:
@@ -474,7 +464,8 @@ def check_cells(grid: Grid, cells: list[Cell]) -> None:
         try:
             if cell.kind == "prune":
                 section = prune_section(grid, cell)
-                prune_config(section, model, int((cell.size or 1) * grid.base_params), 1)
+                size = int((cell.size or 1) * grid.base_params)
+                prune_config(section, model, size, section.steps)
             elif cell.kind == "layer":
                 if cell.group not in grid.paper.fig3.groups:
                     raise PrunekitError(f"paper.fig3.groups has no group {cell.group!r}")

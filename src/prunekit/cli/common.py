@@ -15,9 +15,15 @@ from prunekit.recipes import resolve_recipe
 
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    """--recipe and --set, the two ways to configure a run."""
+    """--recipe, --set and --data: the ways to configure a run."""
     parser.add_argument(
         "--recipe", help="YAML recipe or a built-in name such as demo (default: demo)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="CORPUS",
+        help="the corpus: a folder, a text file, 'shakespeare' or 'web-bible' "
+        "(same as --set data.corpus=CORPUS)",
     )
     parser.add_argument(
         "--set",
@@ -50,8 +56,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def recipe_from_args(args: argparse.Namespace, default: str = "demo") -> RunConfig:
-    """Load --recipe (a file or a built-in name; `default` when absent) with the --set overrides."""
-    return load_recipe(resolve_recipe(args.recipe, default), parse_overrides(args.set))
+    """Load --recipe (a file or a built-in name; `default` when absent) with the --set overrides
+    (and --data) applied.
+
+    Raises:
+        PrunekitError: --data and --set data.corpus naming different corpora.
+    """
+    overrides = parse_overrides(args.set)
+    data = getattr(args, "data", None)
+    if data is not None:
+        other = overrides.get("data.corpus")
+        if other is not None and str(other) != data:
+            raise PrunekitError(
+                f"--data {data} and --set data.corpus={other} disagree: pass only one of them"
+            )
+        overrides["data.corpus"] = data
+    return load_recipe(resolve_recipe(args.recipe, default), overrides)
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:

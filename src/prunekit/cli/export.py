@@ -16,15 +16,13 @@ import torch
 from torch import nn
 
 from prunekit.cli.common import check_out_dir
-from prunekit.errors import PrunekitError
 from prunekit.export.compact import compact, summarize
 from prunekit.export.int8_choice import quantize_compact
 from prunekit.export.io import save_compact
 from prunekit.export.onnx_export import check_onnx, export_onnx, onnx_ready
-from prunekit.lowrank.factor import factorize
-from prunekit.models import build_model
-from prunekit.prune import PruneConfig, Pruner
-from prunekit.train.checkpoint import load_checkpoint, read_checkpoint_state
+from prunekit.pipelines.lm_artifact import TOKENIZER_FILE, load_lm_checkpoint, resolve_checkpoint
+from prunekit.prune import PruneConfig
+from prunekit.train.checkpoint import read_checkpoint_state
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,19 +56,9 @@ def load_pruned(path: Path) -> tuple[nn.Module, PruneConfig | None]:
     Raises:
         PrunekitError: not a checkpoint, or weights that do not fit the recorded config.
     """
-    state = read_checkpoint_state(path)["state"]
-    if "model_config" not in state:
-        raise PrunekitError(f"checkpoint {path} has no model_config: pass a prunekit checkpoint")
-    model = build_model(state["model_config"])
-    raw = (state.get("run") or {}).get("prune")
-    config = PruneConfig.from_dict(raw) if raw else None
-    if config is not None:
-        Pruner(model, config).attach()
-    ranks = (state.get("run") or {}).get("ranks")
-    if ranks:  # a low-rank stage-2 checkpoint (prunekit.pipelines.lowrank): W = U V factors
-        factorize(model, ranks)
-    load_checkpoint(path, model)
-    return model.eval(), config
+    model = load_lm_checkpoint(path)
+    raw = (read_checkpoint_state(path)["state"].get("run") or {}).get("prune")
+    return model.eval(), PruneConfig.from_dict(raw) if raw else None
 
 
 def _mb(n: int) -> str:
@@ -132,20 +120,27 @@ def _write_onnx(model: nn.Module, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path, out = Path(args.checkpoint), check_out_dir(args.out)
+    path, out = resolve_checkpoint(Path(args.checkpoint)), check_out_dir(args.out)
     model, config = load_pruned(path)
     consumers = (config.method_args.get("consumers") if config else None) or None
     opts = {"batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats}
     fp32, manifest = compact(
         model, sparse=args.sparse, consumers=consumers, dense=args.dense, **opts
     )
-    manifest["source"] = {"checkpoint": str(path), "prune": config.to_dict() if config else None}
+    run_state = read_checkpoint_state(path)["state"].get("run") or {}
+    manifest["source"] = {
+        "checkpoint": str(path),
+        "prune": config.to_dict() if config else None,
+        "recipe": run_state.get("recipe"),
+    }
+    tokenizer = path / TOKENIZER_FILE  # so the export can be evaluated / decoded on its own
+    files = {TOKENIZER_FILE: tokenizer.read_bytes()} if tokenizer.is_file() else {}
     final = fp32
     if args.int8:
         final, manifest["int8_choices"] = quantize_compact(fp32, policy=args.int8_policy, **opts)
         manifest["options"].update(int8=True, int8_policy=args.int8_policy)
         manifest["summary"] = summarize(final, manifest["model_config"])
-    written = save_compact(final, manifest, out)
+    written = save_compact(final, manifest, out, files=files)
     print(export_summary(written, out))
     if args.onnx:
         print(_write_onnx(fp32, out))

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn a PrunekitError into one line on stderr + exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for reports: the command given
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

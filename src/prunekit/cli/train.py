@@ -17,7 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a language model from a recipe",
-        description="Train a language model. Under `torchrun --nproc_per_node N` it runs DDP (gloo).",
+        description="Train a language model. Under `torchrun --nproc_per_node N` it runs DDP "
+        "(gloo). A rerun into the same --out continues the run: more train.steps extend it; a "
+        "different corpus, model or training setting, or fewer steps than done, fail with one "
+        "line (use another --out, or --no-resume to start over).",
     )
     add_recipe_args(p)
     p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")

@@ -4,9 +4,18 @@ from prunekit.config.recipe import (
     DataConfig,
     PruneSection,
     RunConfig,
+    SpeedConfig,
     TrainConfig,
     load_recipe,
     parse_recipe,
 )
 
-__all__ = ["DataConfig", "PruneSection", "RunConfig", "TrainConfig", "load_recipe", "parse_recipe"]
+__all__ = [
+    "DataConfig",
+    "PruneSection",
+    "RunConfig",
+    "SpeedConfig",
+    "TrainConfig",
+    "load_recipe",
+    "parse_recipe",
+]

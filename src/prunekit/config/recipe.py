@@ -24,7 +24,9 @@ class DataConfig(_Strict):
 
     corpus: str = "shakespeare"  # or "web-bible", a folder (train/valid/test), a .txt file
     tokenizer: Literal["sentencepiece", "word"] = "sentencepiece"
-    vocab_size: int = Field(2000, ge=0)  # word: 0 = unlimited
+    # sentencepiece: pieces (None = 2000); word: a cap on the vocabulary (None or 0 = every word
+    # of the train split; a cap maps rarer words to <unk>, and reports give the OOV rate)
+    vocab_size: int | None = Field(None, ge=0)
     spm_model_type: Literal["unigram", "bpe"] = "unigram"
     text: Literal["raw", "spoken"] = "raw"  # spoken: as a recognizer emits it (for fusion LMs)
 
@@ -66,10 +68,14 @@ class PruneSection(_Strict):
 
     `sizes` are fractions of the baseline's parameter count (<= 1) or absolute counts (> 1).
     Incremental: one run follows the cubic schedule (eq. 4) to the smallest size over `ramp` of
-    `steps`, pruning every `frequency` steps and checkpointing as it passes each size. One-shot:
-    one run per size, pruned at step 0 (data-driven scores from `calibration_batches` batches)
-    and then fine-tuned for `steps`. Narang: the model is trained from scratch while Narang's
-    threshold ramp prunes it (`narang:` settings, `prunekit.config.narang`).
+    `steps`, pruning every `frequency` steps; the schedule stops exactly at each larger size on
+    its way (one update lands on it), the model is checkpointed there and then fine-tuned, with
+    its masks fixed, for as many steps as the smallest size gets after the last update
+    (`steps` - last update step - 1). `steps` must leave room for at least one update after
+    step 0. One-shot: one run per size, pruned at step 0 (data-driven scores from
+    `calibration_batches` batches) and then fine-tuned for `steps`. Narang: the model is trained
+    from scratch while Narang's threshold ramp prunes it (`narang:` settings,
+    `prunekit.config.narang`).
     """
 
     name: str
@@ -88,6 +94,20 @@ class PruneSection(_Strict):
     budget: Literal["layer", "global"] = "layer"
 
 
+class SpeedConfig(_Strict):
+    """The main job's decode-speed measurement of each compressed model (`pipelines.lm_speed`).
+
+    Batch-1 incremental decoding of the compact export (`export.compact` + `runtime.fast_decoder`)
+    against the fastest dense path, variants interleaved (`bench.latency.compare_variants`).
+    """
+
+    enabled: bool = True
+    threads: int = Field(1, ge=1)
+    context: int = Field(32, ge=0)  # tokens fed (untimed) before the timed steps
+    steps: int = Field(16, ge=1)  # timed one-token steps per repetition
+    repeats: int = Field(15, ge=1)
+
+
 class RunConfig(_Strict):
     """A whole recipe: data, model, training, and the compressions to run on the trained model."""
 
@@ -98,6 +118,7 @@ class RunConfig(_Strict):
     prune: list[PruneSection] = Field(default_factory=list)
     speech: SpeechConfig = SpeechConfig()
     lowrank: list[LowRankSection] = Field(default_factory=list)  # seed 000, prunekit.lowrank
+    speed: SpeedConfig = SpeedConfig()
 
 
 def _describe(err: dict[str, Any]) -> str:

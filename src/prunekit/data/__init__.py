@@ -9,6 +9,7 @@ from prunekit.data.tokenizers import (
     WordTokenizer,
     build_tokenizer,
     load_tokenizer,
+    tokenizer_from_bytes,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "load_corpus",
     "load_shakespeare",
     "load_tokenizer",
+    "tokenizer_from_bytes",
 ]

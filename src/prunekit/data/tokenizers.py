@@ -2,6 +2,14 @@
 
 Both turn a corpus into one 1-D stream of token ids with an end-of-sentence id after each
 non-empty line, and both count words the same way, so per-word perplexities compare across them.
+
+The `<eos>` convention (as in Mikolov's PTB setup and the WikiText benchmarks): every non-empty
+line ends with one `<eos>` token, which the model predicts and which perplexity counts, as a token
+and as a word. Empty lines get none (PyTorch's word_language_model example adds an `<eos>` to
+every line, empty ones included, so on WikiText its token count is higher and its perplexity a
+little lower than here). The word vocabulary keeps every word of the train split by default; a
+cap (`data.vocab_size`) maps the rarer words to `<unk>`, and every report then states the share
+of `<unk>` tokens (the OOV rate), without which a word-level perplexity cannot be compared.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Protocol
 import sentencepiece as spm
 import torch
 
-from prunekit.atomic import write_json, write_with
+from prunekit.atomic import write_with
 from prunekit.errors import PrunekitError
 from prunekit.progress import note
 
@@ -52,6 +60,11 @@ class Tokenizer(Protocol):
         """Id appended after each line by `encode_corpus`."""
         ...
 
+    @property
+    def unk_id(self) -> int:
+        """Id of the unknown token (out-of-vocabulary words or characters)."""
+        ...
+
     def encode(self, text: str) -> list[int]:
         """Encode text to ids (no end-of-sentence ids added)."""
         ...
@@ -70,6 +83,10 @@ class Tokenizer(Protocol):
 
     def save(self, path: Path) -> None:
         """Write the tokenizer to `path` (read it back with `load_tokenizer`)."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """The bytes `save` writes (read them back with `tokenizer_from_bytes`)."""
         ...
 
 
@@ -258,6 +275,11 @@ class SentencePieceTokenizer:
         """Id of `<eos>`."""
         return int(self._sp.eos_id())
 
+    @property
+    def unk_id(self) -> int:
+        """Id of `<unk>` (characters the training text did not have)."""
+        return int(self._sp.unk_id())
+
     def encode(self, text: str) -> list[int]:
         """Encode text to piece ids (newlines count as spaces; no `<eos>` added)."""
         return list(self._sp.encode(text))
@@ -281,6 +303,10 @@ class SentencePieceTokenizer:
     def save(self, path: Path) -> None:
         """Atomically write the serialized model proto to `path`."""
         write_with(path, lambda tmp: tmp.write_bytes(self._proto))
+
+    def to_bytes(self) -> bytes:
+        """The serialized model proto."""
+        return self._proto
 
 
 class WordTokenizer:
@@ -371,13 +397,21 @@ class WordTokenizer:
 
     def save(self, path: Path) -> None:
         """Atomically write `{"kind": "word", "itos": [...]}` as JSON to `path`."""
-        write_json(path, {"kind": self.kind, "itos": self.itos})
+        write_with(path, lambda tmp: tmp.write_bytes(self.to_bytes()))
+
+    def to_bytes(self) -> bytes:
+        """`{"kind": "word", "itos": [...]}` as UTF-8 JSON."""
+        return (json.dumps({"kind": self.kind, "itos": self.itos}, indent=2) + "\n").encode()
+
+
+SPM_DEFAULT_VOCAB = 2000
+"""SentencePiece vocabulary size when the recipe gives none."""
 
 
 def build_tokenizer(
     kind: str,
     train_text: str,
-    vocab_size: int,
+    vocab_size: int | None = None,
     cache_dir: Path | None = None,
     model_type: str = "unigram",
 ) -> Tokenizer:
@@ -386,7 +420,8 @@ def build_tokenizer(
     Args:
         kind: "sentencepiece" or "word".
         train_text: the corpus train split.
-        vocab_size: SentencePiece vocabulary size, or the word vocabulary cap (0 = no limit).
+        vocab_size: SentencePiece vocabulary size (None: `SPM_DEFAULT_VOCAB`), or the word
+            vocabulary cap (None or 0: every word of the train split).
         cache_dir: SentencePiece model cache (see `SentencePieceTokenizer.train`).
         model_type: SentencePiece "unigram" or "bpe"; ignored for words.
 
@@ -397,8 +432,10 @@ def build_tokenizer(
         PrunekitError: for an unknown kind or a bad vocab_size/model_type.
     """
     if kind == "sentencepiece":
-        return SentencePieceTokenizer.train(train_text, vocab_size, model_type, cache_dir)
+        size = SPM_DEFAULT_VOCAB if vocab_size is None else vocab_size
+        return SentencePieceTokenizer.train(train_text, size, model_type, cache_dir)
     if kind == "word":
+        vocab_size = vocab_size or 0
         if vocab_size < 0:
             raise PrunekitError(f"vocab_size={vocab_size} must be >= 0 (0 = no limit)")
         return WordTokenizer.build(train_text, max_vocab=vocab_size or None)
@@ -416,7 +453,19 @@ def load_tokenizer(path: Path) -> Tokenizer:
         raise PrunekitError(
             f"tokenizer file {path} does not exist: pass the tokenizer saved with the model"
         )
-    data = path.read_bytes()
+    return tokenizer_from_bytes(path.read_bytes(), str(path))
+
+
+def tokenizer_from_bytes(data: bytes, source: str = "tokenizer") -> Tokenizer:
+    """Rebuild a tokenizer from the bytes `to_bytes` / `save` wrote, detecting its kind.
+
+    Args:
+        data: a word vocabulary (JSON) or a serialized SentencePiece model.
+        source: what to call the bytes in error messages (e.g. their file).
+
+    Raises:
+        PrunekitError: bytes that are neither kind of tokenizer.
+    """
     if data.lstrip().startswith(b"{"):
         try:
             obj = json.loads(data)
@@ -429,13 +478,13 @@ def load_tokenizer(path: Path) -> Tokenizer:
         ):
             return WordTokenizer(obj["itos"])
         raise PrunekitError(
-            f"{path} is JSON but not a word tokenizer (needs 'kind': 'word' and 'itos'): "
+            f"{source} is JSON but not a word tokenizer (needs 'kind': 'word' and 'itos'): "
             "pass the tokenizer saved with the model"
         )
     try:
         return SentencePieceTokenizer(data)
     except PrunekitError:
         raise PrunekitError(
-            f"{path} is neither a word tokenizer (JSON) nor a sentencepiece model: "
+            f"{source} is neither a word tokenizer (JSON) nor a sentencepiece model: "
             "pass the tokenizer saved with the model"
         ) from None

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
+import prunekit.progress as pk_progress
 from prunekit.train.distributed import World, all_reduce_sum
 
 
@@ -37,13 +39,21 @@ class LMScore:
 
 @torch.no_grad()
 def score_tokens(
-    model: nn.Module, tokens: torch.Tensor, *, batch_size: int, bptt: int, world: World = World()
+    model: nn.Module,
+    tokens: torch.Tensor,
+    *,
+    batch_size: int,
+    bptt: int,
+    world: World = World(),
+    progress: str | None = None,
 ) -> LMScore:
     """Score a 1-D token stream: `batch_size` contiguous rows, windows of `bptt` (the last may be short).
 
     Args:
         model: maps idx (B, T) to logits (B, T, V).
         tokens: (N,) int64 token stream.
+        progress: a label to show a progress bar with (on stderr, when it is a terminal), or
+            None for none.
     Returns:
         LMScore summed over every predicted token; windows are split across DDP ranks.
     """
@@ -53,7 +63,10 @@ def score_tokens(
     model.eval()
     nll, count = 0.0, 0
     starts = range(0, rows - 1, bptt)
+    shown = progress is not None and world.is_main and pk_progress.shown()
+    bar = tqdm(total=len(starts), desc=progress, unit="window", disable=not shown, leave=False)
     for w, start in enumerate(starts):
+        bar.update(1)
         if w % world.size != world.rank:
             continue
         end = min(start + bptt, rows - 1)
@@ -61,6 +74,7 @@ def score_tokens(
         logits = model(x)  # (B, T, V)
         nll += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").item()
         count += y.numel()
+    bar.close()
     model.train(was_training)
     nll, count = all_reduce_sum([nll, float(count)], world)
     return LMScore(nll=nll, tokens=int(count))

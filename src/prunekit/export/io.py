@@ -41,7 +41,7 @@ from prunekit.export.manifest import (
 )
 
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
-OWN_FILES = {WEIGHTS, MANIFEST, "model.onnx"}
+OWN_FILES = {WEIGHTS, MANIFEST, "model.onnx", "tokenizer.model"}
 
 
 def file_sha256(path: Path) -> str:
@@ -85,7 +85,11 @@ def _replace_folder(tmp: Path, folder: Path) -> None:
 
 
 def save_compact(
-    model: nn.Module, manifest: Mapping[str, Any] | None, folder: str | Path
+    model: nn.Module,
+    manifest: Mapping[str, Any] | None,
+    folder: str | Path,
+    *,
+    files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write `model` (from `compact`) to `folder`/weights.safetensors + manifest.json atomically.
 
@@ -98,6 +102,8 @@ def save_compact(
         model: a compact model (from `compact`), or any plain model.
         manifest: the dict `compact` returned, or None.
         folder: the export folder (replaced if it is an earlier export).
+        files: more files for the folder, name -> bytes (e.g. "tokenizer.model"; names from
+            `OWN_FILES` only, so a later export may replace the folder).
 
     Returns:
         The manifest as written.
@@ -130,8 +136,13 @@ def save_compact(
         out["weights"] = {
             "file": WEIGHTS, "bytes": (tmp / WEIGHTS).stat().st_size, "sha256": file_sha256(tmp / WEIGHTS)
         }  # fmt: skip
+        for name, data in (files or {}).items():
+            if name not in OWN_FILES - {WEIGHTS, MANIFEST}:
+                raise PrunekitError(f"cannot add {name!r} to an export: use one of {OWN_FILES}")
+            (tmp / name).write_bytes(data)
+            out.setdefault("files", {})[name] = file_sha256(tmp / name)
         (tmp / MANIFEST).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-        for file in (tmp / WEIGHTS, tmp / MANIFEST):
+        for file in tmp.iterdir():
             os.chmod(file, default_mode(folder=False))  # safetensors creates its files 0600
         _replace_folder(tmp, folder)
     finally:

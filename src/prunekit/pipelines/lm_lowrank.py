@@ -17,8 +17,10 @@ from torch import nn
 from prunekit.config import RunConfig
 from prunekit.lowrank.config import LowRankSection
 from prunekit.lowrank.factor import select_matrices
+from prunekit.models import model_config
 from prunekit.pipelines.lm_baseline import LMData, build_lm, evaluate, lm_task
 from prunekit.pipelines.lowrank import run_lowrank
+from prunekit.pipelines.run_binding import bind, bound_train, data_fingerprint
 
 
 def check_lowrank(cfg: RunConfig, model: nn.Module) -> None:
@@ -44,13 +46,28 @@ def lm_metrics(data: LMData, cfg: RunConfig):
 
 
 def lowrank_lm(
-    cfg: RunConfig, section: LowRankSection, data: LMData, out: Path, *, progress: bool = True
+    cfg: RunConfig,
+    section: LowRankSection,
+    data: LMData,
+    out: Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every grid point of `section` into out/<point name>/; return all stage-2 rows.
 
     Rows carry `effective_params` and `size_fraction` (of the dense model) like pruning rows.
+    `out` is bound to the corpus, model, training and section (`run_binding`): results made
+    with other ones are deleted and redone (`resume=False`: always), never reused.
     """
     torch.set_num_threads(cfg.train.threads)
+    binding = {
+        **data_fingerprint(cfg, data.corpus_sha256),
+        "model": model_config(build_lm(cfg, data.tokenizer.vocab_size)),
+        "train": bound_train(cfg),
+        "section": section.model_dump(mode="json"),
+    }
+    bind(out, binding, resume=resume, redo=True, owned=True)
     rows: list[dict[str, Any]] = []
     for point in section.grid():
         model = build_lm(cfg, data.tokenizer.vocab_size)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 from prunekit.errors import PrunekitError
@@ -134,6 +135,14 @@ class Cubic(_Schedule):
         t0: first update step (>= 0).
         dt: steps between updates (>= 1).
         n: number of update intervals (>= 1), so there are n + 1 updates.
+        stops: sparsities in (s_i, s_f) the ramp lands on exactly: the first update whose
+            value would reach a stop takes the stop's value instead (one run, checkpointed
+            at several sizes, then has a model exactly at each). The last update stays s_f.
+
+    Example:
+        >>> s = Cubic(s_f=0.8, dt=1, n=4, stops=(0.5,))
+        >>> [round(s(t), 6) for t in range(5)]
+        [0.0, 0.4625, 0.5, 0.7875, 0.8]
     """
 
     s_i: float = 0.0
@@ -141,6 +150,7 @@ class Cubic(_Schedule):
     t0: int = 0
     dt: int
     n: int
+    stops: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check_fraction("s_i", self.s_i, 0.0)
@@ -153,13 +163,39 @@ class Cubic(_Schedule):
         _check_int("t0", self.t0, 0, 0)
         _check_int("dt", self.dt, 1, 100)
         _check_int("n", self.n, 1, 10)
+        object.__setattr__(self, "stops", tuple(sorted(float(x) for x in self.stops)))
+        for stop in self.stops:
+            if not self.s_i < stop < self.s_f:
+                raise PrunekitError(
+                    f"stop {stop!r} must lie strictly between s_i={self.s_i!r} and "
+                    f"s_f={self.s_f!r}: drop it or change the range"
+                )
+        if self.stops and self._values[-1] != self.s_f:
+            raise PrunekitError(
+                f"n={self.n} updates cannot land on {len(self.stops)} stops and still end at "
+                f"s_f={self.s_f!r}: allow more updates (more steps, or a smaller dt: prune more often)"
+            )
+
+    def _ramp(self, u: int) -> float:
+        return float(self.s_f + (self.s_i - self.s_f) * (1.0 - u / self.n) ** 3)
+
+    @cached_property
+    def _values(self) -> list[float]:
+        """The target of each update 0..n, with the stops landed on."""
+        values, pending = [], list(self.stops)
+        for u in range(self.n + 1):
+            v = self._ramp(u)
+            if pending and pending[0] <= v:
+                v = pending.pop(0)
+            values.append(v)
+        return values
 
     def __call__(self, step: int) -> float:
         """Return the target sparsity in force at `step`."""
         if step < self.t0:
             return float(self.s_i)
         u = min(self.n, (step - self.t0) // self.dt)  # updates done so far, minus one
-        return float(self.s_f + (self.s_i - self.s_f) * (1.0 - u / self.n) ** 3)
+        return self._values[u] if self.stops else self._ramp(u)
 
     def should_update(self, step: int) -> bool:
         """Return whether masks are recomputed at `step`."""

@@ -5,6 +5,9 @@ A checkpoint is a folder, written atomically (temp folder, then rename):
     extra.safetensors   optimizer tensors, RNG states, any extra tensors (e.g. pruner accumulators)
     state.json          model config, step, optimizer param groups, python/numpy RNG, run state,
                         and the sha256 of the two safetensors files (format 2)
+    <files>             any extra files the caller passes (e.g. tokenizer.model, so the
+                        checkpoint can be evaluated on its own); their sha256 is in state.json
+                        too and `read_checkpoint_file` checks it
 
 Loading checks the sha256 of both files, that every tensor is finite and that every tensor's
 shape fits the model before the model is touched. A checkpoint with NaN or infinite weights is
@@ -15,6 +18,7 @@ never written. A process killed while replacing a checkpoint leaves the previous
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +38,7 @@ from prunekit.seeding import capture_rng, restore_rng, rng_states, set_rng_state
 __all__ = [
     "capture_rng",
     "load_checkpoint",
+    "read_checkpoint_file",
     "read_checkpoint_state",
     "restore_rng",
     "save_checkpoint",
@@ -151,6 +156,7 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> None:
     """Write a checkpoint folder atomically.
 
@@ -160,6 +166,7 @@ def save_checkpoint(
         state: JSON-able run state (model config, step, metrics, ...); NaN / inf become null.
         optimizer: saved with its tensors in extra.safetensors.
         extra_tensors: more named tensors to keep (e.g. pruner score accumulators).
+        files: file name -> bytes, written into the folder too (e.g. the tokenizer).
 
     Raises:
         PrunekitError: a weight is NaN or infinite (nothing is written), or the disk is full or
@@ -177,7 +184,7 @@ def save_checkpoint(
         path.parent.mkdir(parents=True, exist_ok=True)
         restore_interrupted(path, clean=True)
         tmp = make_temp_dir(path)
-        _write_files(tmp, model, state, optimizer, extra_tensors or {})
+        _write_files(tmp, model, state, optimizer, extra_tensors or {}, files or {})
         old = path.with_name(f".{path.name}.old")
         if path.exists():
             os.replace(path, old)
@@ -196,8 +203,14 @@ def _write_files(
     state: dict[str, Any],
     optimizer: torch.optim.Optimizer | None,
     extra_tensors: dict[str, torch.Tensor],
+    files: dict[str, bytes],
 ) -> None:
-    """The three files of a checkpoint, into the (temporary) folder `tmp`."""
+    """The files of a checkpoint, into the (temporary) folder `tmp`."""
+    own = {MODEL_FILE, EXTRA_FILE, "state.json"}
+    for name, data in files.items():
+        if name in own or Path(name).name != name or name.startswith("."):
+            raise PrunekitError(f"cannot add a file named {name!r} to a checkpoint: rename it")
+        (tmp / name).write_bytes(data)
     save_model(model, str(tmp / MODEL_FILE))
     tensors, rng_meta = capture_rng()
     meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "state": state, "rng": rng_meta}
@@ -207,7 +220,7 @@ def _write_files(
     for key, value in extra_tensors.items():
         tensors[f"extra.{key}"] = value.detach().contiguous()
     save_file(tensors, str(tmp / EXTRA_FILE))
-    meta["files"] = {name: file_sha256(tmp / name) for name in (MODEL_FILE, EXTRA_FILE)}
+    meta["files"] = {name: file_sha256(tmp / name) for name in (MODEL_FILE, EXTRA_FILE, *files)}
     (tmp / "state.json").write_text(json_text(meta, indent=1), encoding="utf-8")
     for file in tmp.iterdir():
         os.chmod(file, default_mode(folder=False))  # safetensors creates its files 0600
@@ -244,6 +257,27 @@ def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
             f"checkpoint {state_file} is corrupt (no run state): delete the checkpoint and retrain"
         )
     return meta
+
+
+def read_checkpoint_file(path: str | Path, name: str) -> bytes | None:
+    """The bytes of an extra file saved with a checkpoint (`files=`), None if it has none.
+
+    Raises:
+        PrunekitError: not a checkpoint, or the file does not match its sha256 in state.json.
+    """
+    path = Path(path)
+    meta = read_checkpoint_state(path)
+    file = path / name
+    if not file.is_file():
+        return None
+    data = file.read_bytes()
+    want = meta.get("files", {}).get(name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise PrunekitError(
+            f"checkpoint file {file} does not match the sha256 in its state.json (corrupted "
+            "or changed after it was written): delete the checkpoint and use another one"
+        )
+    return data
 
 
 def _load_tensors(path: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:

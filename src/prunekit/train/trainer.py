@@ -77,6 +77,7 @@ class Trainer:
         out_dir: checkpoints go to out_dir/checkpoints/{last,best}.
         callbacks: see `Callback`.
         label: what the progress bar says this run is (e.g. "baseline", "prune taylor").
+        files: file name -> bytes written into every checkpoint (e.g. the tokenizer).
     """
 
     def __init__(
@@ -91,8 +92,10 @@ class Trainer:
         run_state: dict[str, Any] | None = None,
         progress: bool = True,
         label: str = "train",
+        files: dict[str, bytes] | None = None,
     ) -> None:
         self.model, self.task = model, task
+        self.files = dict(files or {})
         self.cfg, self.world = cfg, world
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks or [])
@@ -243,7 +246,9 @@ class Trainer:
                 cb_state = cb.state_dict()
                 state["callbacks"][str(i)] = cb_state["meta"]
                 extra.update({f"cb{i}/{k}": v for k, v in cb_state["tensors"].items()})
-        save_checkpoint(path, self.model, state, optimizer=self.optimizer, extra_tensors=extra)
+        save_checkpoint(
+            path, self.model, state, optimizer=self.optimizer, extra_tensors=extra, files=self.files
+        )
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly where the checkpoint at `path` stopped (same losses as never stopping).
