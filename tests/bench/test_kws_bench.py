@@ -66,6 +66,7 @@ def test_markdown_has_the_table_and_verdict(bench):
         assert f"| {label} |" in md
     assert "smaller than the GRU" in md and "Target >= 30x smaller" in md
     assert "optimizer rebuilt to include the classifier layer" in md
+    assert "every classifier starts at N(0, 1) (EdgeML's FastTrainer)" in md
     assert "Ours vs EdgeML's FastGRNN" in md and "Int/float agreement" in md
 
 
