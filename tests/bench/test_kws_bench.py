@@ -1,6 +1,7 @@
 """`prunekit bench kws` end to end on a small synthetic task (temporal patterns, not speech)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -65,6 +66,7 @@ def test_markdown_has_the_table_and_verdict(bench):
         assert f"| {label} |" in md
     assert "smaller than the GRU" in md and "Target >= 30x smaller" in md
     assert "optimizer rebuilt to include the classifier layer" in md
+    assert "every classifier starts at N(0, 1) (EdgeML's FastTrainer)" in md
     assert "Ours vs EdgeML's FastGRNN" in md and "Int/float agreement" in md
 
 
@@ -77,6 +79,22 @@ def test_finished_rows_are_reused(bench):
     other = KWSBenchSpec(**{**TINY, "hidden": 8})
     with pytest.raises(PrunekitError, match="was trained with other settings \\(hidden\\)"):
         run_kws_bench(_tiny_data(), other, work)
+
+
+def test_rows_from_before_head_init_are_not_reused(bench, tmp_path):
+    """A row trained when the classifier started at nn.Linear's default is refused, not reused."""
+    _, work, spec = bench
+    shutil.copytree(work / "rows", tmp_path / "rows")
+    path = tmp_path / "rows" / "gru.json"
+    old = json.loads(path.read_text())
+    del old["config"]["head_init"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(PrunekitError) as err:
+        run_kws_bench(_tiny_data(), KWSBenchSpec(**{**TINY, "rows": ["gru"]}), tmp_path)
+    assert str(err.value) == (
+        f"{path} was trained before model.head_init existed (older prunekit): use another "
+        "--work folder, or delete the row to train it again"
+    )
 
 
 def test_no_timing_then_timing_only_times_the_saved_models(tmp_path, capsys):

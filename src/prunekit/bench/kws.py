@@ -30,6 +30,7 @@ from prunekit.bench.kws_rows import load_model, save_model
 from prunekit.bench.kws_spec import ROWS, KWSBenchSpec
 from prunekit.errors import PrunekitError
 from prunekit.eval.accuracy import accuracy_from_logits
+from prunekit.models.kws import KWSConfig
 
 Timing = Literal["run", "skip", "only"]
 
@@ -135,7 +136,15 @@ TIMING_SETTINGS = ("timing_clips", "timing_repeats", "threads", "rows")
 
 
 def _check_spec(result: dict[str, Any], spec: KWSBenchSpec, path: Path) -> None:
-    """A finished row must come from the same training settings (timing settings may differ)."""
+    """A finished row must come from the same training settings (timing settings may differ) and
+    a model config naming every current KWSConfig field (e.g. head_init: a row trained before
+    the classifier started as EdgeML's is not reused)."""
+    missing = sorted(set(KWSConfig().to_dict()) - set(result["config"]))
+    if missing:
+        raise PrunekitError(
+            f"{path} was trained before model.{missing[0]} existed (older prunekit): use another "
+            "--work folder, or delete the row to train it again"
+        )
     old = {k: v for k, v in result["spec"].items() if k not in TIMING_SETTINGS}
     new = {k: v for k, v in spec.to_dict().items() if k not in TIMING_SETTINGS}
     if old != new:

@@ -100,6 +100,15 @@ def _versus_edgeml(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
     return text + "."
 
 
+def _head_note(rows: list[dict[str, Any]]) -> str:
+    """How the rows' classifiers started (row config `head_init`; absent in old rows: torch)."""
+    starts = {r["label"]: r.get("config", {}).get("head_init", "torch") for r in rows}
+    named = {"normal": "N(0, 1) (EdgeML's FastTrainer)", "torch": "nn.Linear's default"}
+    if len(set(starts.values())) == 1:
+        return f"every classifier starts at {named[next(iter(starts.values()))]}"
+    return "classifier start: " + ", ".join(f"{k} {named[v]}" for k, v in starts.items())
+
+
 def _notes(result: Mapping[str, Any]) -> list[str]:
     spec, data, rows = result["spec"], result["data"], result["rows"]
     timed = [r for r in rows if r.get("timing", {}).get("measured")]
@@ -110,7 +119,7 @@ def _notes(result: Mapping[str, Any]) -> list[str]:
         f"Training: {spec['epochs']} epochs, batch {spec['batch_size']}, Adam lr {spec['lr']} "
         f"(RNN {spec['rnn_lr']}), decay {spec.get('decay', 'cosine')}; FastGRNN (LSQ+Q): hidden "
         f"{spec['hidden']}, ranks {spec['w_rank']}/{spec['u_rank']}, kept {spec['s_w']}/"
-        f"{spec['s_u']}, IHT every {spec['trimlevel']} steps.  ",
+        f"{spec['s_u']}, IHT every {spec['trimlevel']} steps; {_head_note(rows)}.  ",
         "Accuracy and size of the quantized rows are the integer path's and the byte count "
         "(int8 values, 1-byte sparse indices, as the paper counts); the other rows are fp32.  ",
     ]
