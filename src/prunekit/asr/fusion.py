@@ -90,6 +90,22 @@ def decode_grid(
     return texts
 
 
+def _check_references(log_probs: Sequence[Any], refs: Sequence[str]) -> None:
+    """Raise unless there is one reference per dev utterance."""
+    if len(log_probs) != len(refs):
+        raise PrunekitError(
+            f"got {len(log_probs)} utterances and {len(refs)} references: pass one reference "
+            "per dev utterance"
+        )
+
+
+def _score(point: FusionParams, refs: Sequence[str], hyps: Sequence[str]) -> dict[str, Any]:
+    """One tuning row: the point and its dev WER with the error and reference-word counts."""
+    total = word_error_rate(refs, hyps).total
+    return {"params": point.to_dict(), "wer": total.rate, "errors": total.errors,
+            "ref_words": total.ref}  # fmt: skip
+
+
 def tune_fusion(
     log_probs: Sequence[Tensor | np.ndarray],
     refs: Sequence[str],
@@ -106,20 +122,14 @@ def tune_fusion(
     Raises:
         PrunekitError: different numbers of utterances and references.
     """
-    if len(log_probs) != len(refs):
-        raise PrunekitError(
-            f"got {len(log_probs)} utterances and {len(refs)} references: pass one reference "
-            "per dev utterance"
-        )
+    _check_references(log_probs, refs)
     points = (grid or FusionGrid()).points(with_ilm=ilm is not None)
     texts = decode_grid(
         log_probs, points, lm=lm, ilm=ilm, config=config, units=units, on_utterance=on_utterance
     )
     rows = []
     for p, hyps in zip(points, texts, strict=True):
-        total = word_error_rate(refs, hyps).total
-        rows.append({"params": p.to_dict(), "wer": total.rate, "errors": total.errors,
-                     "ref_words": total.ref})  # fmt: skip
+        rows.append(_score(p, refs, hyps))
     best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], i))
     return FusionTuning(points[best], rows[best]["wer"], rows)
 
@@ -155,11 +165,7 @@ def tune_fusion_coordinate(
     Raises:
         PrunekitError: different numbers of utterances and references.
     """
-    if len(log_probs) != len(refs):
-        raise PrunekitError(
-            f"got {len(log_probs)} utterances and {len(refs)} references: pass one reference "
-            "per dev utterance"
-        )
+    _check_references(log_probs, refs)
     axes = _axes(grid or FusionGrid(), ilm is not None)
     if start is None:
         start = FusionParams(
@@ -177,9 +183,7 @@ def tune_fusion_coordinate(
             log_probs, new, lm=lm, ilm=ilm, config=config, units=units, on_utterance=on_utterance
         )
         for p, hyps in zip(new, texts, strict=True):
-            total = word_error_rate(refs, hyps).total
-            rows[p] = {"params": p.to_dict(), "wer": total.rate, "errors": total.errors,
-                       "ref_words": total.ref}  # fmt: skip
+            rows[p] = _score(p, refs, hyps)
 
     current = start
     evaluate([current])
