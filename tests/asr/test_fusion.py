@@ -2,24 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
-from asr_helpers import domain_sentences, posteriors
 
 from prunekit.asr.beam_search import FusionParams
 from prunekit.asr.fusion import FusionGrid, decode_grid, tune_fusion
-from prunekit.asr.lm_scorer import WordLM
 from prunekit.errors import PrunekitError
-
-
-@pytest.fixture(scope="module")
-def dev(domain, domain_lm, source_lm):
-    _, tok = domain
-    rng = np.random.default_rng(8)
-    refs = domain_sentences(5, seed=31)
-    confusions = [{1: ("o", 0.6)}, {4: ("u", 0.6)}, {6: ("i", 0.6)}]
-    lps = [posteriors(t, rng, noise=0.5, confuse=confusions[i % 3]) for i, t in enumerate(refs)]
-    return refs, lps, WordLM(domain_lm, tok), WordLM(source_lm, tok)
 
 
 def test_grid_points():

@@ -1,25 +1,12 @@
 """Coordinate search of lambda, mu, beta: fewer dev decodes than the grid, never worse than its start."""
 
-import numpy as np
 import pytest
-from asr_helpers import domain_sentences, posteriors
 
 from prunekit.asr.beam_search import FusionParams
 from prunekit.asr.fusion import FusionGrid, tune_fusion, tune_fusion_coordinate
-from prunekit.asr.lm_scorer import WordLM
 from prunekit.errors import PrunekitError
 
 GRID = FusionGrid(lm_weight=(0.0, 0.5, 1.0), ilm_weight=(0.0, 0.2), word_bonus=(0.0, 1.0, 2.0))
-
-
-@pytest.fixture(scope="module")
-def dev(domain, domain_lm, source_lm):
-    _, tok = domain
-    rng = np.random.default_rng(8)
-    refs = domain_sentences(5, seed=31)
-    confusions = [{1: ("o", 0.6)}, {4: ("u", 0.6)}, {6: ("i", 0.6)}]
-    lps = [posteriors(t, rng, noise=0.5, confuse=confusions[i % 3]) for i, t in enumerate(refs)]
-    return refs, lps, WordLM(domain_lm, tok), WordLM(source_lm, tok)
 
 
 def test_coordinate_search_matches_the_grid_with_fewer_points(dev):
