@@ -114,7 +114,27 @@ def padded(tokens: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return torch.tensor(rows, dtype=torch.long), torch.tensor(lens, dtype=torch.long)
 
 
-class RNNScorer:
+class StartCache:
+    """`start()` for a token scorer: its `_empty()` state fed the `<eos>` once, then cached."""
+
+    eos_id: int
+    _start: LMState | None = None
+
+    def _empty(self) -> LMState:
+        raise NotImplementedError
+
+    def advance(
+        self, states: Sequence[LMState], tokens: Sequence[Sequence[int]]
+    ) -> tuple[Tensor, list[LMState]]:
+        raise NotImplementedError
+
+    def start(self) -> LMState:
+        if self._start is None:
+            self._start = self.advance([self._empty()], [[self.eos_id]])[1][0]
+        return self._start
+
+
+class RNNScorer(StartCache):
     """`LMScorer` over an `RNNLM` (LSTM or GRU; dense, masked, compact or int8).
 
     The cache of a state is the per-sequence hidden state, (n_layer, H) tensors. One call per
@@ -128,17 +148,11 @@ class RNNScorer:
         self.model = model
         self.vocab_size = int(model.config.vocab_size)
         self.eos_id = int(eos_id)
-        self._start: LMState | None = None
 
     def _empty(self) -> LMState:
         state = self.model.init_state(1)
         cache = tuple(s[:, 0] for s in state) if isinstance(state, tuple) else state[:, 0]
         return LMState(torch.zeros(self.vocab_size), cache, 0)
-
-    def start(self) -> LMState:
-        if self._start is None:
-            self._start = self.advance([self._empty()], [[self.eos_id]])[1][0]
-        return self._start
 
     @torch.inference_mode()
     def advance(

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prunekit.asr.lm_scorer import LMState, check_eval, gather_scores, padded
+from prunekit.asr.lm_scorer import LMState, StartCache, check_eval, gather_scores, padded
 from prunekit.models.transformer_lm import TransformerLM
 from prunekit.runtime import FastTransformerDecoder
 
@@ -75,7 +75,7 @@ def _runtime_layer(rb: nn.Module) -> _LayerOps:
     )  # fmt: skip
 
 
-class TransformerScorer:
+class TransformerScorer(StartCache):
     """`LMScorer` over a `TransformerLM` (dense, masked or compact) or a `FastTransformerDecoder`."""
 
     def __init__(self, model: TransformerLM | FastTransformerDecoder, *, eos_id: int = 1):
@@ -101,13 +101,9 @@ class TransformerScorer:
         widths = [2 * op.n_head * op.d_head for op in self.layers]
         self.offsets = [sum(widths[:i]) for i in range(len(widths))]
         self.width = sum(widths)
-        self._start: LMState | None = None
 
-    def start(self) -> LMState:
-        if self._start is None:
-            empty = LMState(torch.zeros(self.vocab_size), torch.zeros(0, self.width), 0)
-            self._start = self.advance([empty], [[self.eos_id]])[1][0]
-        return self._start
+    def _empty(self) -> LMState:
+        return LMState(torch.zeros(self.vocab_size), torch.zeros(0, self.width), 0)
 
     @torch.inference_mode()
     def advance(
