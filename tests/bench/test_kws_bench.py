@@ -143,6 +143,7 @@ def test_cli_writes_json_and_markdown(tmp_path, capsys):
         (["--data", "speech-v9"], "--data 'speech-v9' is not a known data provider: choose one of"),
         (["--set", "hiden=8"], "--set hiden=... is not a kws bench setting: choose from"),
         (["--set", "rows=gru,transformer"], "rows=['gru', 'transformer'] must be a non-empty list"),
+        (["--set", "grad_clip=-1"], "grad_clip=-1 must be >= 0 (0 = no clipping)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):

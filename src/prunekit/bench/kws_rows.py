@@ -56,7 +56,7 @@ def train_config(spec: KWSBenchSpec, steps: int, lr: float) -> TrainConfig:
         warmup_steps=0,
         decay=spec.decay,
         min_lr_ratio=0.1,
-        grad_clip=0.0,
+        grad_clip=spec.grad_clip,
         eval_every=max(1, steps // 10),
         log_every=max(1, steps // 50),
         seed=spec.seed,

@@ -37,6 +37,7 @@ class KWSBenchSpec:
     batch_size: int = 100
     lr: float = 0.01
     decay: str = "step"
+    grad_clip: float = 0.0
     rnn_lr: float = 0.001
     hidden: int = 100
     gru_hidden: int = 128  # the paper's GRU (248 KB)
@@ -62,6 +63,8 @@ class KWSBenchSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PrunekitError(f"{name}={value!r} must be an integer >= 1")
+        if not self.grad_clip >= 0.0:
+            raise PrunekitError(f"grad_clip={self.grad_clip!r} must be >= 0 (0 = no clipping)")
         if self.decay not in ("step", "cosine"):
             raise PrunekitError(f"decay={self.decay!r} must be 'step' (seed 002) or 'cosine'")
         for name in ("s_w", "s_u"):
