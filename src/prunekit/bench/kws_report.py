@@ -100,6 +100,11 @@ def _versus_edgeml(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
     return text + "."
 
 
+def _clip_note(spec: dict[str, Any]) -> str:
+    clip = spec.get("grad_clip", 0.0)
+    return f"gradient norm clipped at {clip}" if clip else "no gradient clipping"
+
+
 def _head_note(rows: list[dict[str, Any]]) -> str:
     """How the rows' classifiers started (row config `head_init`; absent in old rows: torch)."""
     starts = {r["label"]: r.get("config", {}).get("head_init", "torch") for r in rows}
@@ -117,7 +122,8 @@ def _notes(result: Mapping[str, Any]) -> list[str]:
         f"{data['test']} clips (train / dev / test) of {data['frames']} x {data['features']}, "
         f"{data['classes']} classes.  ",
         f"Training: {spec['epochs']} epochs, batch {spec['batch_size']}, Adam lr {spec['lr']} "
-        f"(RNN {spec['rnn_lr']}), decay {spec.get('decay', 'cosine')}; FastGRNN (LSQ+Q): hidden "
+        f"(RNN {spec['rnn_lr']}), decay {spec.get('decay', 'cosine')}, {_clip_note(spec)}; "
+        f"FastGRNN (LSQ+Q): hidden "
         f"{spec['hidden']}, ranks {spec['w_rank']}/{spec['u_rank']}, kept {spec['s_w']}/"
         f"{spec['s_u']}, IHT every {spec['trimlevel']} steps; {_head_note(rows)}.  ",
         "Accuracy and size of the quantized rows are the integer path's and the byte count "
