@@ -9,9 +9,13 @@ from prunekit.eval.wer import (
     FrequencyBins,
     align,
     char_error_rate,
+    difficulty_groups,
+    wer_by_difficulty,
     wer_by_frequency,
+    wer_of_groups,
     word_error_rate,
 )
+from prunekit.report.asr import difficulty_table
 
 WORDS = ["a", "b", "c", "d", "e", "the", "of"]
 
@@ -71,3 +75,30 @@ def test_wer_by_frequency_attribution():
     the, of = bins.bin_of("the"), bins.bin_of("of")
     assert groups[the].ref == 3 and groups[the].sub == 1 and groups[the].ins == 1
     assert groups[of].ref == 1 and groups[of].dele == 1
+
+
+def test_difficulty_groups_bin_by_the_base_cer_and_add_up():
+    refs = ["abcdefghij", "abcdefghij", "abcdefghij", "abcdefghij x"]
+    base = ["abcdefghij", "abcdefghiX", "abcdefgXYZ", "zzzzzzzzzz x"]  # CER 0, .1, .3, > .4
+    groups = difficulty_groups(refs, base)
+    assert groups == [[0], [1], [], [2], [3]]
+    fused = ["abcdefghij", "abcdefghij", "abcdefghij", "zzzzzzzzzz x"]
+    per = wer_of_groups(refs, fused, groups)
+    assert sum(per, ErrorCounts()) == word_error_rate(refs, fused).total
+    assert [c.errors for c in per] == [0, 0, 0, 0, 1]
+    record = wer_by_difficulty(refs, base, {"no_lm": base, "lm": fused})
+    assert record["utterances"] == [1, 1, 0, 1, 1]
+    assert (
+        record["systems"]["lm"][3]["rate"] == 0.0 and record["systems"]["no_lm"][3]["rate"] == 1.0
+    )
+    rows = difficulty_table(record, {"no_lm": "no LM", "lm": "with LM"})
+    assert (
+        rows[0] == "| no-LM CER | utterances | words | WER no LM | WER with LM | change with LM |"
+    )
+    assert "| 30%-40% | 1 | 1 | 100.00 | 0.00 | -100.0 % |" in rows
+    assert not any(r.startswith("| 20%-30%") for r in rows)  # empty groups are left out
+
+
+def test_difficulty_groups_refuse_bad_edges():
+    with pytest.raises(PrunekitError, match="must increase"):
+        difficulty_groups(["a"], ["a"], edges=(0.3, 0.1))

@@ -52,9 +52,14 @@ def test_every_table_cell_is_decoded(bench):
     grid = json.loads((out / "grid" / "grid.json").read_text())
     assert grid["recipe"]["data"]["text"] == "spoken"
     tables = (out / "tables.md").read_text()
-    for heading in ("## Table 4", "## Table 5", "## Table 6", "## Decoding speed", "## Findings"):
+    for heading in ("## Table 4", "## Table 5", "## Table 6", "## Decoding speed", "## Findings",
+                    "## The dense NNLM's gain by acoustic difficulty"):  # fmt: skip
         assert heading in tables
     results = json.loads((out / "results.json").read_text())
+    hard = results["difficulty"]
+    assert sum(hard["utterances"]) == len(refs) and set(hard["systems"]) == {"no-lm", "baseline"}
+    no_lm = cells["decode-no-lm"]["rates"]["all"]
+    assert sum(g["errors"] for g in hard["systems"]["no-lm"]) == no_lm["word_errors"]
     assert {f["finding"] for f in results["findings"]} >= {
         "Incremental beats one-shot in WER at every size (Table 4)"
     }

@@ -40,8 +40,13 @@ def test_every_stage_writes_its_results(run):
     assert sum(g["ref"] for g in m["wer_by_frequency"]["lm"]) == m["systems"]["lm"]["rates"][
         "all"]["words"]  # fmt: skip
     report = (out / "report.md").read_text()
-    for heading in ("## Test WER / CER (%)", "## Significance (MAPSSWE)", "## Decoding speed"):
+    for heading in ("## Test WER / CER (%)", "## Significance (MAPSSWE)", "## Decoding speed",
+                    "## WER by acoustic difficulty (%)"):  # fmt: skip
         assert heading in report
+    hard = m["wer_by_difficulty"]
+    assert sum(hard["utterances"]) == m["systems"]["no_lm"]["rates"]["all"]["utterances"]
+    assert sum(g["errors"] for g in hard["systems"]["lm"]) == m["systems"]["lm"]["rates"]["all"][
+        "word_errors"]  # fmt: skip
     assert (out / "wer.png").stat().st_size > 0
     assert m["command"].startswith("prunekit asr --recipe")
 

@@ -1,4 +1,5 @@
-"""Word and character error rates (jiwer), per-utterance counts, and WER by word frequency.
+"""Word and character error rates (jiwer), per-utterance counts, WER by word frequency and by
+acoustic difficulty (`difficulty_groups`: utterances binned by the acoustic model's own CER).
 
 `align(ref, hyp)` gives jiwer's minimum-edit alignment as one op per aligned position: "C"
 (correct), "S", "D" (reference word missing) or "I" (hypothesis word inserted), each with its
@@ -17,8 +18,9 @@ total. A group's WER is its errors over its reference words.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jiwer
 
@@ -199,3 +201,54 @@ def wer_by_frequency(
             g[1] += op == "S"
             g[2] += op == "D"
     return [ErrorCounts(*g) for g in groups]
+
+
+DIFFICULTY_EDGES = (0.1, 0.2, 0.3, 0.4)
+
+
+def difficulty_groups(
+    refs: Sequence[str], base_hyps: Sequence[str], edges: Sequence[float] = DIFFICULTY_EDGES
+) -> list[list[int]]:
+    """Utterance indices grouped by the CER of `base_hyps` (the acoustic model alone).
+
+    Group k holds the utterances with edges[k-1] <= CER < edges[k] (open at both ends: k = 0 is
+    CER < edges[0], the last is CER >= edges[-1]), so `len(edges) + 1` groups. With the no-LM
+    hypotheses as the base, `wer_of_groups` then shows how an LM's gain depends on how well the
+    acoustic model heard each utterance.
+
+    Raises:
+        PrunekitError: different numbers of references and hypotheses, or edges not increasing.
+    """
+    _check_pairs(refs, base_hyps)
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise PrunekitError(f"difficulty edges {list(edges)} must increase")
+    groups: list[list[int]] = [[] for _ in range(len(edges) + 1)]
+    for i, (r, h) in enumerate(zip(refs, base_hyps, strict=True)):
+        cer = char_error_rate([r], [h]).rate
+        groups[sum(cer >= e for e in edges)].append(i)
+    return groups
+
+
+def wer_of_groups(
+    refs: Sequence[str], hyps: Sequence[str], groups: Sequence[Sequence[int]]
+) -> list[ErrorCounts]:
+    """Word error counts of `hyps` within each group of utterance indices."""
+    per = word_error_rate(refs, hyps).utterances
+    return [sum((per[i] for i in g), ErrorCounts()) for g in groups]
+
+
+def wer_by_difficulty(
+    refs: Sequence[str], base_hyps: Sequence[str], systems: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """JSON record: each system's word errors in the groups of `difficulty_groups(refs, base_hyps)`.
+
+    Returns:
+        {"edges": [...], "utterances": [n per group], "systems": {name: [ErrorCounts dicts]}}.
+    """
+    groups = difficulty_groups(refs, base_hyps)
+    return {
+        "edges": list(DIFFICULTY_EDGES),
+        "utterances": [len(g) for g in groups],
+        "systems": {name: [c.to_dict() for c in wer_of_groups(refs, hyps, groups)]
+                    for name, hyps in systems.items()},
+    }  # fmt: skip

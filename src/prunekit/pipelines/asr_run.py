@@ -35,10 +35,11 @@ from prunekit.audio.corpus_features import corpus_features
 from prunekit.audio.featureset import FeatureSet
 from prunekit.config.asr import AsrRecipe, text_corpus
 from prunekit.data.corpus import load_corpus
-from prunekit.eval.wer import FrequencyBins, wer_by_frequency
+from prunekit.eval.wer import FrequencyBins, wer_by_difficulty, wer_by_frequency
 from prunekit.pipelines.asr import SYSTEMS, acoustic_stage, am_settings, unseen_voices
 from prunekit.pipelines.asr_decode import am_log_probs, compare, decode_system, tune, voice_groups
 from prunekit.pipelines.asr_lms import fingerprint, fusion_lm, lm_facts, source_lm
+from prunekit.report.asr import relative_change
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +260,6 @@ def am_facts(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-def relative_change(new: float | None, ref: float | None) -> float | None:
-    """(new - ref) / ref, None where undefined."""
-    if new is None or not ref:
-        return None
-    return (new - ref) / ref
-
-
 def summarize(
     recipe: AsrRecipe,
     test: FeatureSet,
@@ -298,6 +292,9 @@ def summarize(
         name: [c.to_dict() for c in wer_by_frequency(refs, s["texts"], bins)]
         for name, s in systems.items()
     }
+    out["wer_by_difficulty"] = wer_by_difficulty(refs, base["texts"], {
+        name: s["texts"] for name, s in systems.items()
+    })  # fmt: skip
     out["examples"] = [
         {"ref": refs[i], **{name: s["texts"][i] for name, s in systems.items()}}
         for i in range(min(6, len(refs)))

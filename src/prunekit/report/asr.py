@@ -24,6 +24,13 @@ def pct(x: float | None, digits: int = 2) -> str:
     return DASH if x is None else f"{100 * x:.{digits}f}"
 
 
+def relative_change(new: float | None, ref: float | None) -> float | None:
+    """(new - ref) / ref, None where undefined."""
+    if new is None or not ref:
+        return None
+    return (new - ref) / ref
+
+
 def signed_pct(x: float | None) -> str:
     return DASH if x is None else f"{100 * x:+.1f} %"
 
@@ -82,6 +89,44 @@ def _frequency(m: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {LABELS.get(name, name)} | " +
                      " | ".join(pct(g["rate"]) for g in groups) + " |")  # fmt: skip
     return lines
+
+
+def difficulty_table(record: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    """Markdown rows of `eval.wer.wer_by_difficulty`: WER per system by the no-LM CER, and each
+    fused system's relative change against the first system (the acoustic model alone)."""
+    edges, systems = record["edges"], record["systems"]
+    names = list(systems)
+    ranges = [f"< {edges[0]:.0%}"] + [
+        f"{a:.0%}-{b:.0%}" for a, b in zip(edges, edges[1:], strict=False)
+    ]
+    ranges.append(f">= {edges[-1]:.0%}")
+    base = systems[names[0]]
+    head = ["no-LM CER", "utterances", "words", *(f"WER {labels.get(n, n)}" for n in names),
+            *(f"change {labels.get(n, n)}" for n in names[1:])]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for k, label in enumerate(ranges):
+        if not record["utterances"][k]:
+            continue
+        b = base[k]
+        rates = [pct(systems[n][k]["rate"]) for n in names]
+        change = [signed_pct(relative_change(systems[n][k]["rate"], b["rate"])) for n in names[1:]]
+        lines.append(f"| {label} | {record['utterances'][k]} | {b['ref']} | "
+                     + " | ".join(rates + change) + " |")  # fmt: skip
+    return lines
+
+
+DIFFICULTY_NOTE = (
+    "Test utterances grouped by the character error rate of the acoustic model alone (no LM): "
+    "how much the LM can fix depends on how well the acoustic model heard the utterance."
+)
+
+
+def _difficulty(m: Mapping[str, Any]) -> list[str]:
+    record = m.get("wer_by_difficulty")
+    if not record:
+        return []
+    return ["## WER by acoustic difficulty (%)", "", DIFFICULTY_NOTE, "",
+            *difficulty_table(record, LABELS), ""]  # fmt: skip
 
 
 def _facts(m: Mapping[str, Any]) -> list[str]:
@@ -151,7 +196,7 @@ def asr_markdown(m: Mapping[str, Any], machine: Mapping[str, Any], command: str)
         *_significance(m), "", "## WER by word-frequency quartile (%)", "",
         "Reference words grouped by their frequency in the fused LM's training text, from the "
         "most frequent quarter of the tokens to the rarest (unseen words included).", "",
-        *_frequency(m), "", "## Decoding speed", "",
+        *_frequency(m), "", *_difficulty(m), "## Decoding speed", "",
         "Real-time factor = seconds / audio seconds; decode = beam search + LM calls; the "
         "acoustic model's batched forward pass is timed apart.", "",
         *_timing_table(m["systems"]), "", "## Times", "", *_times(m), "",

@@ -27,6 +27,8 @@ from prunekit.atomic import write_json, write_text, write_with  # noqa: E402
 from prunekit.bench.markdown import bench_header  # noqa: E402
 from prunekit.errors import PrunekitError  # noqa: E402
 from prunekit.eval.mapsswe import mapsswe  # noqa: E402
+from prunekit.eval.wer import wer_by_difficulty  # noqa: E402
+from prunekit.report.asr import DIFFICULTY_NOTE, difficulty_table  # noqa: E402
 from prunekit.report.published import T4, T4_BASELINE, T4_NOT_SIGNIFICANT, T5, T6  # noqa: E402
 
 DASH = "–"
@@ -282,6 +284,16 @@ def plot_wer_vs_ppl(d: BenchData, path: Path) -> None:
     plt.close(fig)
 
 
+def difficulty(d: BenchData) -> tuple[list[str], dict[str, Any] | None]:
+    """The dense NNLM's WER change by the no-LM CER of each test utterance (fusion diagnosis)."""
+    if not d.refs or "no-lm" not in d.cells or "baseline" not in d.cells:
+        return ["(needs the no-LM and baseline decode cells)", ""], None
+    texts = {name: d.cells[name]["texts"] for name in ("no-lm", "baseline")}
+    record = wer_by_difficulty(d.refs, texts["no-lm"], texts)
+    labels = {"no-lm": "no LM", "baseline": "dense NNLM"}
+    return [DIFFICULTY_NOTE, "", *difficulty_table(record, labels), ""], record
+
+
 def build_asr_report(
     folder: str | Path, *, command: str = "", machine: Mapping[str, Any] | None = None
 ) -> dict[str, Path]:
@@ -292,6 +304,7 @@ def build_asr_report(
     t5, f5 = table5(d)
     t6, f6 = table6(d)
     sp, fs = speed_table(d)
+    hard, hard_record = difficulty(d)
     found = findings(d, f4, f5, f6)
     inv = (d.meta.get("invocations") or [{}])[-1]
     lines = bench_header("prunekit bench asr: seed 004 Tables 4-6", command or inv.get(
@@ -306,6 +319,7 @@ def build_asr_report(
               "beside our 50 % rows only.", "", t5,
               "## Table 6: WER by word-frequency quartile, pruned vs from scratch", "", t6,
               "## Decoding speed (1 thread)", "", sp,
+              "## The dense NNLM's gain by acoustic difficulty (test WER %)", "", *hard,
               "## Findings", "",
               _table(["paper's finding", "paper", "ours", "verdict"],
                      [[f["finding"], f["paper"], f["ours"], f"**{f['verdict']}**"]
@@ -316,5 +330,5 @@ def build_asr_report(
     plot_wer_vs_ppl(d, paths["plot"])
     write_text(paths["tables"], "\n".join(lines))
     write_json(paths["results"], {"table4": f4, "table5": f5, "table6": f6, "speed": fs,
-                                  "findings": found})  # fmt: skip
+                                  "difficulty": hard_record, "findings": found})  # fmt: skip
     return paths
