@@ -45,8 +45,9 @@ def total_steps(spec: KWSBenchSpec, data: KWSData) -> int:
 
 
 def train_config(spec: KWSBenchSpec, steps: int, lr: float) -> TrainConfig:
-    """Adam (no weight decay, no clipping); lr x0.1 after 2/3 of the steps (`spec.decay` "step",
-    seed 002's protocol) or a cosine decay to lr/10; ten validations."""
+    """Adam (no weight decay; gradient norm clipped at `spec.grad_clip`, 0 = none); lr x0.1
+    after 2/3 of the steps (`spec.decay` "step", seed 002's protocol) or a cosine decay to
+    lr/10; ten validations."""
     return TrainConfig(
         steps=steps,
         batch_size=spec.batch_size,
