@@ -86,8 +86,12 @@ def verdict_lines(rows: list[Mapping[str, Any]]) -> list[str]:
 
 def _versus_edgeml(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
     (a_o, kb_o), (a_e, kb_e) = headline(ours), headline(theirs)
+    clip = ours.get("spec", {}).get("grad_clip", 0.0)
+    same = ("same data, hyperparameters and quantization; ours clips the gradient norm at "
+            f"{clip:g}, EdgeML's trainer does not clip") if clip else (
+            "same data, hyperparameters and quantization")  # fmt: skip
     text = (
-        f"- Ours vs EdgeML's FastGRNN (same data, hyperparameters and quantization): integer "
+        f"- Ours vs EdgeML's FastGRNN ({same}): integer "
         f"accuracy {100 * a_o:.2f} vs {100 * a_e:.2f} %, float {100 * ours['accuracy']:.2f} vs "
         f"{100 * theirs['accuracy']:.2f} %, {kb_o:.2f} vs {kb_e:.2f} KB"
     )
