@@ -14,6 +14,7 @@ def test_builtin_recipe_has_every_section():
     assert r.am.train.steps == 3000 and r.lm.recipe == "demo"
     assert r.source_lm is not None and r.source_lm.data == {"vocab_size": 500}
     assert r.decode.search == "coordinate" and r.decode.threads == 1
+    assert r.decode.beam_width == 64 and r.decode.tune_utterances == 100  # fusion needs the beam
     assert load_asr_recipe("asr_demo") == r
 
 

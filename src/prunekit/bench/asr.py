@@ -175,10 +175,14 @@ def decode_status(bench: Bench, cell: DecodeCell) -> str:
 # ------------------------------------------------------------------ cost
 
 
-def _utterance_seconds(lm_params: int | None) -> float:
-    """Modelled decode seconds per test utterance at 1 thread (beam 16, ~5.5 s of speech):
-    0.02 without an LM, else 0.1 + 0.1 per million LM parameters (measured on the dev box)."""
-    return 0.02 if lm_params is None else 0.1 + 0.1 * lm_params / 1e6
+def _utterance_seconds(lm_params: int | None, beam_width: int = 16) -> float:
+    """Modelled decode seconds per test utterance at 1 thread (~5.5 s of speech): 0.02 without
+    an LM, else 0.1 + 0.1 per million LM parameters at beam 16, growing in proportion to the beam
+    (LM calls per step follow the hypotheses kept; measured on the dev box: 4.2M-parameter LM,
+    tuning + test 7.6 min at beam 16, 40.9 min at beam 64)."""
+    if lm_params is None:
+        return 0.02
+    return (0.1 + 0.1 * lm_params / 1e6) * max(1.0, beam_width / 16) ** 1.2
 
 
 def estimate_decode(bench: Bench, cell: DecodeCell, base_params: int) -> float:
@@ -188,7 +192,7 @@ def estimate_decode(bench: Bench, cell: DecodeCell, base_params: int) -> float:
         return n_test * _utterance_seconds(None)
     n_dev = bench.decode.tune_utterances or bench.asr_metrics["corpus"]["utterances"]["dev"]
     size = 1.0 if not cell.lm.startswith(("scratch", "oneshot", "incremental")) else _size(cell)
-    per = _utterance_seconds(int(base_params * size))
+    per = _utterance_seconds(int(base_params * size), bench.decode.beam_width)
     return per * (n_test + n_dev * (1 + 0.25 * 7)) + 15.0  # + export and loading
 
 
