@@ -5,6 +5,7 @@
 For each beam width: the no-LM beam search on test, then the fusion weights tuned on the first 100
 dev utterances (coordinate search over lambda x beta, no ILM) and test decoded with them; WER per
 voice group and the relative change against the no-LM search of the same width. 1 thread.
+Writes out.json and out.md.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from prunekit.asr.lm_scorer import WordLM
 from prunekit.asr.load_lm import load_lm
-from prunekit.atomic import write_json
+from prunekit.atomic import write_json, write_text
 from prunekit.audio.featureset import FeatureSet
+from prunekit.bench.markdown import bench_header
 from prunekit.config.asr import DecodeSection
 from prunekit.machine import machine_info
 from prunekit.pipelines.asr_decode import decode_system, tune, voice_groups
@@ -61,6 +64,33 @@ def main(asr_dir: str, lm_dir: str, beams: str, out: str) -> None:
         }
         print(beam, json.dumps(result["beams"][str(beam)]), flush=True)
         write_json(Path(out), result)
+        write_text(Path(out).with_suffix(".md"), to_markdown(result))
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """One row per beam width: tuned weights, dev WER, test WER without / with the LM by voices."""
+    lines = [
+        *bench_header(
+            "Shallow-fusion gain vs beam width",
+            result["command"],
+            result["machine"],
+            "Test WER %; fused weights tuned on the first 100 dev utterances; no ILM; 1 thread.",
+        ),  # fmt: skip
+        "| beam | lambda, beta | dev WER fused | no LM all / seen / unseen | fused all / seen / "
+        "unseen | change unseen | decode RTF fused | minutes |",
+        "|---:|---|---:|---|---|---:|---:|---:|",
+    ]
+    groups = ("all", "seen_voices", "unseen_voices")
+    for beam, r in sorted(result["beams"].items(), key=lambda kv: int(kv[0])):
+        no_lm = " / ".join(f"{100 * r['no_lm_wer'][g]:.2f}" for g in groups)
+        fused = " / ".join(f"{100 * r['fused_wer'][g]:.2f}" for g in groups)
+        lines.append(
+            f"| {beam} | {r['best']['lm_weight']:g}, {r['best']['word_bonus']:g} | "
+            f"{100 * r['dev_wer']:.2f} | {no_lm} | {fused} | "
+            f"{100 * r['relative_change']['unseen_voices']:+.1f} % | {r['decode_rtf']:.3f} | "
+            f"{r['seconds'] / 60:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -94,3 +94,30 @@ def test_bad_input(bench, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(opened.grid, "cell_json", lambda cid: out / "bench.json")
     with pytest.raises(PrunekitError, match="is training-free one-shot pruning"):
         asr_bench.check_oneshot_trained(opened)
+
+
+def test_cells_from_other_decoding_settings_are_refused(bench, tmp_path, capsys):
+    run, out = bench
+    other = tmp_path / "b"
+    other.mkdir()
+    for name in ("bench.json", "refs.json"):
+        (other / name).write_text((out / name).read_text())
+    (other / "cells").mkdir()
+    cell = out / "cells" / "decode-no-lm.json"
+    (other / "cells" / cell.name).write_text(cell.read_text())
+    manifest = json.loads((other / "bench.json").read_text())
+    beam = manifest["decode"]["beam_width"]
+    manifest["decode"]["beam_width"] = beam + 1
+    (other / "bench.json").write_text(json.dumps(manifest))
+    assert main(_argv(str(run), str(other), "--cells", "decode-no-lm")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"prunekit bench: error: {other} holds cells decoded with decode.beam_width={beam + 1}, "
+        f"the --asr run now says {beam}: use another --out, or delete {other / 'cells'} to "
+        "decode again"
+    )
+    manifest["decode"]["beam_width"] = beam
+    manifest["asr"] = str(tmp_path / "elsewhere")
+    (other / "bench.json").write_text(json.dumps(manifest))
+    assert main(_argv(str(run), str(other), "--cells", "decode-no-lm")) == 2
+    assert f"holds cells decoded from {tmp_path / 'elsewhere'}, not" in capsys.readouterr().err

@@ -168,6 +168,34 @@ def check_oneshot_trained(bench: Bench) -> None:
             )
 
 
+def check_same_decoding(bench: Bench) -> None:
+    """Finished decode cells must come from this acoustic run and these decoding settings.
+
+    Raises:
+        PrunekitError: bench.json names another `--asr` run or other decode settings while
+            finished cells exist (they would be mixed into one table).
+    """
+    path = bench.out / "bench.json"
+    if not path.is_file() or not any((bench.out / "cells").glob("decode-*.json")):
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    asr = str(Path(bench.args.asr).resolve())
+    if old.get("asr") not in (None, asr):
+        raise PrunekitError(
+            f"{bench.out} holds cells decoded from {old['asr']}, not {asr}: use another --out, "
+            f"or delete {bench.out / 'cells'} to decode again"
+        )
+    new = bench.decode.model_dump(mode="json")
+    changed = sorted(k for k in new if k in old.get("decode", {}) and old["decode"][k] != new[k])
+    if changed:
+        k = changed[0]
+        raise PrunekitError(
+            f"{bench.out} holds cells decoded with decode.{k}={old['decode'][k]!r}, the --asr "
+            f"run now says {new[k]!r}: use another --out, or delete {bench.out / 'cells'} to "
+            "decode again"
+        )
+
+
 def decode_status(bench: Bench, cell: DecodeCell) -> str:
     return "done" if (bench.out / "cells" / f"{cell.id}.json").is_file() else "todo"
 
@@ -294,6 +322,7 @@ def run_bench(
         paper_bench.run_grid(bench.grid, ",".join(lms),
                              on_cell=lambda c, s: on_cell and on_cell(c.id, s))  # fmt: skip
     check_oneshot_trained(bench)
+    check_same_decoding(bench)
     summary: dict[str, list[str]] = {"ran": [], "skipped": []}
     todo = []
     for cell in cells:
