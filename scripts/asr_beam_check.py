@@ -26,6 +26,7 @@ from prunekit.bench.markdown import bench_header
 from prunekit.config.asr import DecodeSection
 from prunekit.machine import machine_info
 from prunekit.pipelines.asr_decode import decode_system, tune, voice_groups
+from prunekit.report.asr import relative_change
 from prunekit.runtime import fast_decoder
 
 LAMBDAS = [0.2, 0.3, 0.5, 0.8]
@@ -56,7 +57,7 @@ def main(asr_dir: str, lm_dir: str, beams: str, out: str) -> None:
             "no_lm_wer": {g: r["wer"] for g, r in base.items()},
             "fused_wer": {g: r["wer"] for g, r in fused["rates"].items()},
             "relative_change": {
-                g: fused["rates"][g]["wer"] / r["wer"] - 1 for g, r in base.items()
+                g: relative_change(fused["rates"][g]["wer"], r["wer"]) for g, r in base.items()
             },
             "decode_rtf": fused["timing"]["rtf"],
             "tune_seconds": tune_seconds,

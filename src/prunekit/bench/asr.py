@@ -205,8 +205,8 @@ def decode_status(bench: Bench, cell: DecodeCell) -> str:
 
 def _utterance_seconds(lm_params: int | None, beam_width: int = 16) -> float:
     """Modelled decode seconds per test utterance at 1 thread (~5.5 s of speech): 0.02 without
-    an LM, else 0.1 + 0.1 per million LM parameters at beam 16, growing in proportion to the beam
-    (LM calls per step follow the hypotheses kept; measured on the dev box: 4.2M-parameter LM,
+    an LM, else 0.1 + 0.1 per million LM parameters at beam 16, times (beam / 16) ** 1.2 (LM
+    calls per step follow the hypotheses kept; measured on the dev box: 4.2M-parameter LM,
     tuning + test 7.6 min at beam 16, 40.9 min at beam 64)."""
     if lm_params is None:
         return 0.02

@@ -28,8 +28,8 @@ class KWSBenchSpec:
     100, LR x0.1 for the last 100 epochs; `epochs` scales that down. Every row trains `epochs`
     passes with Adam (betas 0.9, 0.999, no weight decay; gradient norm clipped at `grad_clip`,
     1.0 by default, 0 = none as in EdgeML) and, with `decay` "step", lr x0.1 for the last third
-    (or "cosine" to lr/10); EdgeML's row uses its own FastTrainer (lr x0.1 after 2/3 of the epochs). At 300
-    epochs without clipping, LSQ+Q's quantSigm / quantTanh cell diverges in the dense stage
+    (or "cosine" to lr/10); EdgeML's row uses its own FastTrainer (lr x0.1 after 2/3 of the
+    epochs). At 300 epochs without clipping, LSQ+Q's quantSigm / quantTanh cell diverges in the dense stage
     (train loss 0.42 -> 3.2 near epoch 20, never recovered: 32 % test accuracy); at 30 epochs,
     clipping at 1.0 raised the integer-path accuracy of each of 4 seeds by 1.3-4.0 points.
     """

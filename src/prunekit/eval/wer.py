@@ -238,16 +238,19 @@ def wer_of_groups(
 
 
 def wer_by_difficulty(
-    refs: Sequence[str], base_hyps: Sequence[str], systems: Mapping[str, Sequence[str]]
+    refs: Sequence[str],
+    base_hyps: Sequence[str],
+    systems: Mapping[str, Sequence[str]],
+    edges: Sequence[float] = DIFFICULTY_EDGES,
 ) -> dict[str, Any]:
-    """JSON record: each system's word errors in the groups of `difficulty_groups(refs, base_hyps)`.
+    """JSON record: each system's word errors in the groups of `difficulty_groups`.
 
     Returns:
         {"edges": [...], "utterances": [n per group], "systems": {name: [ErrorCounts dicts]}}.
     """
-    groups = difficulty_groups(refs, base_hyps)
+    groups = difficulty_groups(refs, base_hyps, edges)
     return {
-        "edges": list(DIFFICULTY_EDGES),
+        "edges": list(edges),
         "utterances": [len(g) for g in groups],
         "systems": {name: [c.to_dict() for c in wer_of_groups(refs, hyps, groups)]
                     for name, hyps in systems.items()},

@@ -28,7 +28,7 @@ from prunekit.bench.markdown import bench_header  # noqa: E402
 from prunekit.errors import PrunekitError  # noqa: E402
 from prunekit.eval.mapsswe import mapsswe  # noqa: E402
 from prunekit.eval.wer import wer_by_difficulty  # noqa: E402
-from prunekit.report.asr import DIFFICULTY_NOTE, difficulty_table  # noqa: E402
+from prunekit.report.asr import DIFFICULTY_NOTE, difficulty_table, relative_change  # noqa: E402
 from prunekit.report.published import T4, T4_BASELINE, T4_NOT_SIGNIFICANT, T5, T6  # noqa: E402
 
 DASH = "–"
@@ -38,7 +38,8 @@ COLORS = {"baseline": "k", "oneshot": "C0", "incremental": "C1", "scratch": "C2"
 
 
 def pct_change(new: float | None, ref: float | None) -> float | None:
-    return None if new is None or not ref else 100.0 * (new / ref - 1.0)
+    change = relative_change(new, ref)
+    return None if change is None else 100.0 * change
 
 
 def _f(x: float | None, fmt: str = ".2f") -> str:
