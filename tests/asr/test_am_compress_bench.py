@@ -93,6 +93,17 @@ def test_a_folder_refuses_other_settings(finished):
         run_am_grid(other, "dense-h8")
 
 
+def test_a_finished_lowrank_cell_of_other_section_settings_is_refused(finished):
+    spec, grid, _, _ = finished
+    raw = tiny_spec()
+    raw["lowrank"][0]["lambda_rec"] = 1e-3
+    raw["lowrank"][0]["warm_steps"] = 2  # same cell id, other stage-1 training
+    other = open_grid(parse_am_spec(raw), tiny_feats(), grid.work, "x")
+    with pytest.raises(PrunekitError, match="other lowrank settings.*delete it"):
+        run_am_grid(other, "lowrank-tn")
+    assert cell_status(grid.work, plan_am_cells(spec)[-1])[0] == "done"  # its own settings: fine
+
+
 def test_cell_lock_held_by_a_live_process_is_respected(tmp_path):
     cell = plan_am_cells(_spec())[0]
     lock = tmp_path / "locks" / f"{cell.id}.lock"

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 import prunekit.pipelines.lowrank as lowrank_pipeline
 from prunekit.config import TrainConfig
+from prunekit.errors import PrunekitError
 from prunekit.lowrank import LowRankSection, factors
 from prunekit.pipelines.lowrank import run_lowrank
 from prunekit.train.trainer import Trainer
@@ -124,3 +125,46 @@ def test_stage1_trains_without_weight_decay_and_factored_for_tracenorm():
     assert U.shape == (48, 16) and V.shape == (16, 16)
     plain, _ = lowrank_pipeline._stage1_model(_model(), _section(regularizer="l2"))
     assert isinstance(plain.rnn.weight_hh_l0, torch.nn.Parameter)
+
+
+@pytest.mark.parametrize("regularizer", ["tracenorm", "l2"])
+def test_a_warm_start_trains_plain_then_factors_the_warm_weights_exactly(tmp_path, regularizer):
+    section = _section(regularizer=regularizer, warm_steps=4, thresholds=[0.9])
+    result = run_lowrank(_model(), SeqTask(), TRAIN, section, tmp_path, progress=False)
+    warm = json.loads((tmp_path / "stage1/warm/result.json").read_text())
+    assert warm["steps"] == 4
+    stage1 = result["stage1"]
+    assert (stage1["steps"], stage1["warm_steps"]) == (12, 4)
+    assert [s for s, _ in stage1["history"]["train"]] == [2, 4, 6, 8, 10, 12]
+    assert stage1["train_seconds"] > warm["train_seconds"]
+    # stage 1 starts from the warm start's final weights (factored at full rank: W = U V exactly)
+    model, _ = lowrank_pipeline._stage1_model(
+        _model(), section, tmp_path / "stage1/warm/checkpoints/last"
+    )
+    saved = load_file(str(tmp_path / "stage1/warm/checkpoints/last/model.safetensors"))
+    assert torch.allclose(model.rnn.weight_hh_l0, saved["rnn.weight_hh_l0"], atol=1e-5)
+    nu_log = json.loads((tmp_path / "stage1/nu.json").read_text())
+    assert [r["step"] for r in nu_log["rows"]] == [0, 4, 8]  # counted from the warm start's end
+
+
+def test_a_run_killed_in_its_warm_start_resumes_exactly(tmp_path, monkeypatch):
+    section = _section(warm_steps=4, thresholds=[0.8])
+    straight = run_lowrank(_model(), SeqTask(), TRAIN, section, tmp_path / "a", progress=False)
+    monkeypatch.setattr(lowrank_pipeline, "Trainer", _killing_trainer(0, 3))
+    with pytest.raises(Killed):
+        run_lowrank(_model(), SeqTask(), TRAIN, section, tmp_path / "b", progress=False)
+    monkeypatch.setattr(lowrank_pipeline, "Trainer", Trainer)
+    resumed = run_lowrank(_model(), SeqTask(), TRAIN, section, tmp_path / "b", progress=False)
+    assert resumed["stage1"]["history"] == straight["stage1"]["history"]
+    wa = load_file(str(tmp_path / "a/stage2-0.8/checkpoints/last/model.safetensors"))
+    wb = load_file(str(tmp_path / "b/stage2-0.8/checkpoints/last/model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_warm_start_as_long_as_stage1_is_refused():
+    with pytest.raises(PrunekitError, match="lower warm_steps"):
+        lowrank_pipeline.stage1_config(TRAIN, _section(warm_steps=12))
+    cfg = lowrank_pipeline.stage1_config(TRAIN, _section(warm_steps=4))
+    assert (cfg.steps, cfg.warmup_steps) == (8, 0)
+    warm = lowrank_pipeline.warm_config(TRAIN, _section(warm_steps=4))
+    assert (warm.steps, warm.decay, warm.lr, warm.weight_decay) == (4, "constant", 0.02, 0.0)

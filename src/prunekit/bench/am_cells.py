@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prunekit.bench.am_spec import AmCompressSpec
+from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
 from prunekit.lowrank.config import LowRankSection
 from prunekit.models import build_model
@@ -37,10 +38,14 @@ class AmCell:
     width: int
     point: str | None = None
     depends: tuple[str, ...] = ()
+    section: str = ""  # a lowrank cell's LowRankSection as sorted JSON (what its rows depend on)
 
     def spec(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "width": self.width, "point": self.point,
-                "depends": list(self.depends)}  # fmt: skip
+        out = {"id": self.id, "kind": self.kind, "width": self.width, "point": self.point,
+               "depends": list(self.depends)}  # fmt: skip
+        if self.section:
+            out["section"] = json.loads(self.section)
+        return out
 
 
 def base_width(spec: AmCompressSpec) -> int:
@@ -72,7 +77,9 @@ def plan_am_cells(spec: AmCompressSpec) -> list[AmCell]:
         ]
     if b.structured is not None:
         cells.append(AmCell(f"structured-h{b.compare_width}", "structured", b.compare_width))
-    cells += [AmCell(f"lowrank-{name}", "lowrank", base, name) for name in lowrank_points(spec)]
+    for name, point in lowrank_points(spec).items():
+        settings = json.dumps(point.model_dump(mode="json"), sort_keys=True)
+        cells.append(AmCell(f"lowrank-{name}", "lowrank", base, name, section=settings))
     return cells
 
 
@@ -115,8 +122,20 @@ def _steps_done(folder: Path) -> int:
 
 
 def cell_status(work: Path, cell: AmCell) -> tuple[str, int]:
-    """("done" | "partial" | "todo", optimizer steps done)."""
-    if cell_json(work, cell).is_file():
+    """("done" | "partial" | "todo", optimizer steps done).
+
+    Raises:
+        PrunekitError: a finished lowrank cell was run with other section settings.
+    """
+    done = cell_json(work, cell)
+    if done.is_file():
+        if cell.section:
+            before = json.loads(done.read_text(encoding="utf-8"))["cell"].get("section")
+            if before != json.loads(cell.section):
+                raise PrunekitError(
+                    f"{done} was run with other lowrank settings than the recipe's: delete it "
+                    f"and {run_dir(work, cell)} to rerun it, or pass another --work"
+                )
         return "done", -1
     folder = run_dir(work, cell)
     if cell.kind == "narang":

@@ -7,12 +7,17 @@
         lambda_nonrec: [0, 1.0e-5]
         thresholds: [0.8, 0.9, 0.95, 0.99]   # one stage 2 per variance fraction
         stage1_steps: null             # null: train.steps; a few epochs = the paper's short variant
+        warm_steps: 0                  # the first steps of stage 1 plain and unregularized
         stage2_steps: 400
         stage2_lr: 1.0e-3
         nu_every: 50
         scope: {exclude: [lm_head]}    # a prunekit ScopeConfig (Linear/LSTM/GRU/RNN weights)
 
-Each grid point is one stage-1 run followed by one stage-2 run per threshold.
+Each grid point is one stage-1 run followed by one stage-2 run per threshold. `warm_steps`
+warm-starts stage 1 (seed 000, section 3.2.3): its first `warm_steps` steps train the plain model
+without a regularizer (the same in both arms), then the matrices are factored at full rank (W = U V
+exactly) and the regularizer is switched on. A CTC model trained factored from its random
+initialization can stay on the all-blank plateau where the plain model leaves it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class LowRankSection(BaseModel):
     lambda_nonrec: float | list[float] = 1e-5
     thresholds: list[float] = Field(default_factory=lambda: [0.9], min_length=1)
     stage1_steps: int | None = Field(None, ge=1)
+    warm_steps: int = Field(0, ge=0)
     stage2_steps: int = Field(200, ge=1)
     stage2_lr: float = Field(1e-3, gt=0)
     nu_every: int = Field(50, ge=1)

@@ -6,11 +6,14 @@
 `prunekit.train.Task` (an LM's `LMTask`, a CTC task, ...). Layout of `out`:
 
     stage1/            checkpoints/{last,best}, nu.json (+ nu.png), result.json
+    stage1/warm/       the warm start when `warm_steps` > 0: checkpoints/{last,best}, result.json
     stage2-<t>/        plan.json (the ranks), checkpoints/{last,best}, result.json
 
 Stage 1 trains the model with every selected matrix factored at full rank (W = U V) and the trace
 norm regularizer (regularizer: tracenorm), or unfactored with the same coefficients on |W|^2
-(regularizer: l2, the baseline), logging nu(W) every `nu_every` steps. Stage 2 starts from the
+(regularizer: l2, the baseline), logging nu(W) every `nu_every` steps; with `warm_steps` its first
+steps train the plain model unregularized (the same in both arms) and the factoring and the
+regularizer start from there (nu steps count from that point). Stage 2 starts from the
 best stage-1 checkpoint, keeps per matrix the smallest rank explaining `t` of sum sigma^2
 (U <- U_r S_r^(1/2), V <- S_r^(1/2) V_r^T; matrices that would not get smaller stay dense) and
 fine-tunes without the regularizer. Both stages train with AdamW's weight decay off (the
@@ -32,6 +35,7 @@ from torch import nn
 
 from prunekit.atomic import write_json
 from prunekit.config import TrainConfig
+from prunekit.errors import PrunekitError
 from prunekit.eval.flops import flops_per_token
 from prunekit.lowrank.config import LowRankSection
 from prunekit.lowrank.factor import (
@@ -58,11 +62,33 @@ FLOPS_CONTEXT = 32
 
 
 def stage1_config(train: TrainConfig, section: LowRankSection) -> TrainConfig:
-    """Stage 1: the recipe's training (or `stage1_steps` of it), weight decay off."""
-    steps = section.stage1_steps or train.steps
-    return train.model_copy(
-        update={"steps": steps, "weight_decay": 0.0, "eval_every": min(train.eval_every, steps)}
-    )
+    """Stage 1 after its warm start: the recipe's training (or `stage1_steps` of it) less
+    `warm_steps`, weight decay off; after a warm start the factors' new Adam state gets a short
+    warmup (a tenth of the steps at most).
+
+    Raises:
+        PrunekitError: the warm start would take all of stage 1.
+    """
+    total = section.stage1_steps or train.steps
+    steps = total - section.warm_steps
+    if steps < 1:
+        raise PrunekitError(
+            f"lowrank section {section.name!r}: warm_steps {section.warm_steps} leaves none of "
+            f"stage 1's {total} steps for the regularizer: lower warm_steps"
+        )
+    update = {"steps": steps, "weight_decay": 0.0, "eval_every": min(train.eval_every, steps)}
+    if section.warm_steps:
+        update["warmup_steps"] = min(train.warmup_steps, steps // 10)
+    return train.model_copy(update=update)
+
+
+def warm_config(train: TrainConfig, section: LowRankSection) -> TrainConfig:
+    """The warm start: `warm_steps` of the recipe's warmup and then its peak learning rate held
+    (the decay runs over the factored steps after it), weight decay off."""
+    steps = section.warm_steps
+    update = {"steps": steps, "decay": "constant", "weight_decay": 0.0,
+              "eval_every": min(train.eval_every, steps)}  # fmt: skip
+    return train.model_copy(update=update)
 
 
 def stage2_config(train: TrainConfig, section: LowRankSection) -> TrainConfig:
@@ -79,8 +105,14 @@ def stage2_config(train: TrainConfig, section: LowRankSection) -> TrainConfig:
     )
 
 
-def _stage1_model(template: nn.Module, section: LowRankSection) -> tuple[nn.Module, list[Matrix]]:
+def _stage1_model(
+    template: nn.Module, section: LowRankSection, start: Path | None = None
+) -> tuple[nn.Module, list[Matrix]]:
+    """A copy of `template` (with the weights of checkpoint `start`), factored at full rank for
+    the trace norm; and the matrices the regularizer works on."""
     model = copy.deepcopy(template)
+    if start is not None:
+        load_checkpoint(start, model)
     matrices = select_matrices(model, section.scope_config())
     if section.regularizer == "tracenorm":
         factorize(model, full_rank_plan(matrices))
@@ -103,18 +135,58 @@ def _finished(out: Path) -> dict[str, Any] | None:
     return json.loads(done.read_text(encoding="utf-8")) if done.is_file() else None
 
 
+def run_warm(
+    template: nn.Module, task: Task, train: TrainConfig, section: LowRankSection, out: Path,
+    *, world: World = World(), progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Train the plain model for `warm_steps` into `out` (resumable); returns its result dict."""
+    if (done := _finished(out)) is not None:
+        return done
+    trainer = Trainer(
+        copy.deepcopy(template), task, warm_config(train, section), out, world=world,
+        progress=progress, run_state={"lowrank": section.model_dump(mode="json"), "stage": 0},
+    )  # fmt: skip
+    last = trainer.checkpoint_dir / "last"
+    if last.exists():
+        log.info("resuming the warm start from %s", last)
+        trainer.resume(last)
+    history = trainer.fit()
+    result = {
+        "steps": trainer.step, "train_seconds": history.train_seconds,
+        "history": {"train": history.train, "valid": history.valid},
+    }  # fmt: skip
+    if world.is_main:
+        write_json(out / "result.json", result)
+    barrier(world)
+    return _as_json(result)
+
+
+def _after(warm: dict[str, Any] | None, key: str, history: list) -> list:
+    """The warm start's `key` history, then stage 1's, steps counted from the warm start."""
+    if warm is None:
+        return history
+    return warm["history"][key] + [[s + warm["steps"], v] for s, v in history]
+
+
 def run_stage1(
     template: nn.Module, task: Task, train: TrainConfig, section: LowRankSection, out: Path,
     *, world: World = World(), progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train stage 1 into `out` (resuming from out/checkpoints/last); returns its result dict."""
+    """Train stage 1 into `out` (its warm start into out/warm first, when `warm_steps` > 0;
+    resuming from out/checkpoints/last); returns its result dict."""
     if (done := _finished(out)) is not None:
         return done
-    model, matrices = _stage1_model(template, section)
+    cfg = stage1_config(train, section)
+    warm = None
+    if section.warm_steps:
+        warm = run_warm(template, task, train, section, out / "warm", world=world,
+                        progress=progress)  # fmt: skip
+    start = out / "warm" / "checkpoints" / "last" if warm else None
+    model, matrices = _stage1_model(template, section, start)
     reg = _regularizer(model, matrices, section)
     nu_log = NuLogger(matrices, section.nu_every, reg)
     trainer = Trainer(
-        model, RegularizedTask(task, reg), stage1_config(train, section), out, world=world,
+        model, RegularizedTask(task, reg), cfg, out, world=world,
         callbacks=[nu_log], progress=progress,
         run_state={"lowrank": section.model_dump(mode="json"), "stage": 1},
     )  # fmt: skip
@@ -129,10 +201,14 @@ def run_stage1(
         "regularizer": section.regularizer,
         "lambda_rec": section.lambda_rec,
         "lambda_nonrec": section.lambda_nonrec,
-        "steps": trainer.step,
-        "train_seconds": history.train_seconds,
+        "steps": trainer.step + (warm["steps"] if warm else 0),
+        "warm_steps": warm["steps"] if warm else 0,
+        "train_seconds": history.train_seconds + (warm["train_seconds"] if warm else 0.0),
         "best_valid_loss": history.best_valid_loss,
-        "history": {"train": history.train, "valid": history.valid},
+        "history": {
+            "train": _after(warm, "train", history.train),
+            "valid": _after(warm, "valid", history.valid),
+        },
         "matrices": {m.name: {"shape": list(m.shape), "recurrent": m.recurrent} for m in matrices},
     }
     if world.is_main:
