@@ -5,7 +5,7 @@ import pytest
 from prunekit.audio.speech_config import SpeechConfig
 from prunekit.config.asr import lm_recipe, load_asr_recipe, parse_asr_recipe, text_corpus
 from prunekit.errors import PrunekitError
-from prunekit.pipelines.asr_lms import fusion_lm_recipe, source_lm_recipe
+from prunekit.pipelines.asr_lms import comparable, fusion_lm_recipe, source_lm_recipe
 
 
 def test_builtin_recipe_has_every_section():
@@ -25,6 +25,17 @@ def test_fused_lm_is_the_lm_recipe_on_the_spoken_text():
     assert cfg.train.steps == 7 and cfg.model["n_layer"] == 1
     assert cfg.model["d_model"] == 128  # the rest of the demo recipe's model stays
     assert cfg.prune == []  # the demo recipe's prune sections are not the LM's business
+
+
+def test_a_trained_lm_is_compared_on_what_changes_it():
+    now = fusion_lm_recipe(load_asr_recipe()).model_dump(mode="json")
+    older = {k: v for k, v in now.items() if k != "speed"}  # written before `speed` existed
+    older["data"] = {**now["data"], "vocab_size": 2000}  # the sentencepiece default, spelled out
+    assert comparable(older) == comparable(now)
+    other = {**now, "data": {**now["data"], "vocab_size": 1000}}
+    assert comparable(other) != comparable(now)
+    steps = {**now, "train": {**now["train"], "steps": now["train"]["steps"] + 1}}
+    assert comparable(steps) != comparable(now)
 
 
 def test_corpus_follows_the_speech_or_the_lm():

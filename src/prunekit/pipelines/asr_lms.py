@@ -20,6 +20,7 @@ from prunekit.atomic import write_text
 from prunekit.audio.featureset import FeatureSet
 from prunekit.config.asr import AsrRecipe, LMSection, lm_recipe, text_corpus
 from prunekit.config.recipe import RunConfig
+from prunekit.data.tokenizers import SPM_DEFAULT_VOCAB
 from prunekit.errors import PrunekitError
 from prunekit.pipelines.lm_baseline import train_baseline
 
@@ -33,11 +34,15 @@ def fingerprint(obj: Any) -> str:
 
 
 def comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A dumped LM recipe without what does not change the trained LM: its name, its `prune` and
-    `speech` sections and FREE_TRAIN_KEYS."""
-    out = {k: v for k, v in recipe.items() if k not in ("name", "prune", "speech")}
+    """A dumped LM recipe without what does not change the trained LM: its name, its `prune`,
+    `speech` and `speed` (a measurement) sections and FREE_TRAIN_KEYS; a sentencepiece
+    `data.vocab_size` left at None reads as the default it stands for."""
+    out = {k: v for k, v in recipe.items() if k not in ("name", "prune", "speech", "speed")}
     if isinstance(out.get("train"), dict):
         out["train"] = {k: v for k, v in out["train"].items() if k not in FREE_TRAIN_KEYS}
+    data = out.get("data")
+    if isinstance(data, dict) and data.get("tokenizer", "sentencepiece") == "sentencepiece":
+        out["data"] = {**data, "vocab_size": data.get("vocab_size") or SPM_DEFAULT_VOCAB}
     return out
 
 
