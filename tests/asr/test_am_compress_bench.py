@@ -14,7 +14,7 @@ from prunekit.bench.am_cells import cell_status, plan_am_cells, select
 from prunekit.bench.am_compress import claim, open_grid, run_am_grid
 from prunekit.bench.am_dry_run import describe, format_plan
 from prunekit.bench.am_latency import _load, checkpoints, run_trained_stream, trained_markdown
-from prunekit.bench.am_report import build_am_report
+from prunekit.bench.am_report import build_am_report, schedule_lines
 from prunekit.bench.am_spec import load_am_spec, parse_am_spec
 from prunekit.bench.am_verdicts import (
     front_verdict,
@@ -136,6 +136,15 @@ def test_report_has_tables_plots_and_verdicts(finished, tmp_path):
     ):
         assert part in text
     assert (tmp_path / "pareto_cer.png").stat().st_size > 0
+    steps = spec.am.train.steps
+    assert f"- tn: stage 1 = {steps} factored steps with the tracenorm regularizer" in text
+    assert f"- l2: stage 1 = {steps} plain steps with the l2 regularizer" in text
+    warm = parse_am_spec(
+        {**tiny_spec(), "lowrank": [{**tiny_spec()["lowrank"][0], "warm_steps": 2}]}
+    )
+    assert f"stage 1 = 2 plain warm-start steps, then {steps - 2} factored" in "\n".join(
+        schedule_lines(warm)
+    )
     result = json.loads(paths["results"].read_text())
     assert len(result["verdicts"]) == 5 and {"tracenorm", "l2", "short"} <= set(result["rows"])
 

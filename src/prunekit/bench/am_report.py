@@ -165,6 +165,24 @@ def _grouped(spec: AmCompressSpec, rows: Mapping[str, list[Row]]) -> list[Row]:
     return sweep
 
 
+def schedule_lines(spec: AmCompressSpec) -> list[str]:
+    """How long each lowrank section trains: warm start, regularized stage 1, stage 2."""
+    steps = spec.am.train.steps
+    out = []
+    for s in spec.lowrank:
+        total = s.stage1_steps or steps
+        warm = (f"{s.warm_steps} plain warm-start steps, then {total - s.warm_steps} factored"
+                if s.warm_steps else f"{total} factored")  # fmt: skip
+        if s.regularizer == "l2":
+            warm = warm.replace("factored", "plain")
+        out.append(
+            f"- {s.name}: stage 1 = {warm} steps with the {s.regularizer} regularizer; stage 2 = "
+            f"{s.stage2_steps} steps at lr {s.stage2_lr:g} per threshold (the dense models: "
+            f"{steps} steps)."
+        )
+    return out
+
+
 def _latency_section(out: Path) -> list[str]:
     path = out / LATENCY_FILE
     if not path.is_file():
@@ -207,6 +225,7 @@ def build_am_report(
         "## Verdicts", "", "| claim | verdict | evidence |", "|---|---|---|",
         *[f"| {v['claim']} | **{v['verdict']}** | {v['evidence']} |" for v in found], "",
         "## Trace norm vs l2 (seed 000): stage-2 models", "",
+        *schedule_lines(spec), "",
         "![CER](pareto_cer.png) ![WER](pareto_wer.png)", "",
         sweep_table(sweep, split) if sweep else "No low-rank cell finished.\n",
         "nu(W) at the end of stage 1 (1: all singular values equal; 0: rank 1):", "",
