@@ -293,7 +293,7 @@ def stream_markdown(result: Mapping[str, Any], machine: Mapping[str, Any], comma
         f"# Streaming latency: {result['model']}", "",
         f"Command: `{command}`  ",
         f"Machine: {machine.get('cpu', 'unknown')}, {machine.get('cores', '?')} cores, torch "
-        f"{machine.get('torch', '?')}, commit {machine.get('commit', '?')}  ",
+        f"{machine.get('torch', '?')}, commit {machine.get('git_commit', '?')}  ",
         f"Model: `{result['config']}` (random weights). Batch 1, one 10 ms feature frame per "
         f"step() call, {timed['frames']} frames per repetition from a fresh state, "
         f"{timed['repeats']} repetitions, variants interleaved. Baseline: `{timed['baseline']}`.",
