@@ -16,9 +16,10 @@ steps train the plain model unregularized (the same in both arms) and the factor
 regularizer start from there (nu steps count from that point; the data order starts over, as
 in any new run). Stage 2 starts from the best stage-1 checkpoint, keeps per matrix the smallest
 rank explaining `t` of sum sigma^2 (U <- U_r S_r^(1/2), V <- S_r^(1/2) V_r^T; matrices that would
-not get smaller stay dense) and fine-tunes without the regularizer. Both stages train with AdamW's weight decay off (the
-regularizer replaces it; the same in both arms). Every stage resumes exactly from its last
-checkpoint (factors, optimizer state, RNG, ν log), and a finished stage is not run again.
+not get smaller stay dense) and fine-tunes without the regularizer. Both stages train with
+AdamW's weight decay off (the regularizer replaces it; the same in both arms). Every stage resumes
+exactly from its last checkpoint (factors, optimizer state, RNG, ν log), and a finished stage is
+not run again.
 """
 
 from __future__ import annotations
