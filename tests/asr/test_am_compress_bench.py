@@ -133,6 +133,7 @@ def test_report_has_tables_plots_and_verdicts(finished, tmp_path):
         "structured-h16",
         "tracenorm (short stage 1)",
         "mean nu",
+        "Cells trained by: `prunekit bench am-compress (test)` at ",
     ):
         assert part in text
     assert (tmp_path / "pareto_cer.png").stat().st_size > 0

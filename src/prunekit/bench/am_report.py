@@ -183,6 +183,17 @@ def schedule_lines(spec: AmCompressSpec) -> list[str]:
     return out
 
 
+def run_by(cells: Mapping[str, dict[str, Any]]) -> str:
+    """Which commands at which commits trained the finished cells (from their invocations)."""
+    runs: dict[tuple[str, str], int] = {}
+    for cell in cells.values():
+        inv = cell.get("invocation") or {}
+        key = (str(inv.get("command", "?")), str(inv.get("git_commit", "?")))
+        runs[key] = runs.get(key, 0) + 1
+    parts = [f"`{cmd}` at {commit} ({n} cells)" for (cmd, commit), n in sorted(runs.items())]
+    return "Cells trained by: " + "; ".join(parts) + "." if parts else "No cell finished."
+
+
 def _latency_section(out: Path) -> list[str]:
     path = out / LATENCY_FILE
     if not path.is_file():
@@ -219,6 +230,7 @@ def build_am_report(
         f"Command: `{command}`  ",
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}, "
         f"commit {m.get('git_commit', '?')}. Cells finished: {len(cells)}.  ",
+        f"{run_by(cells)}  ",
         f"Model: `{spec.am.model}`, {spec.am.train.steps} steps of <= {spec.am.max_frames} frames "
         f"(widths: d_hidden = d_input). Error rates: greedy (no LM) on "
         f"{', '.join(spec.bench.eval_splits)}.", "",
