@@ -147,11 +147,7 @@ def run_warm(
         copy.deepcopy(template), task, warm_config(train, section), out, world=world,
         progress=progress, run_state={"lowrank": section.model_dump(mode="json"), "stage": 0},
     )  # fmt: skip
-    last = trainer.checkpoint_dir / "last"
-    if last.exists():
-        log.info("resuming the warm start from %s", last)
-        trainer.resume(last)
-    history = trainer.fit()
+    history = _resume_and_fit(trainer, "the warm start")
     result = {
         "steps": trainer.step, "train_seconds": history.train_seconds,
         "history": {"train": history.train, "valid": history.valid},
@@ -160,6 +156,16 @@ def run_warm(
         write_json(out / "result.json", result)
     barrier(world)
     return _as_json(result)
+
+
+def _resume_and_fit(trainer: Trainer, what: str) -> Any:
+    """Continue `trainer` from its checkpoints/last when there is one, then train to the end;
+    returns its history."""
+    last = trainer.checkpoint_dir / "last"
+    if last.exists():
+        log.info("resuming %s from %s", what, last)
+        trainer.resume(last)
+    return trainer.fit()
 
 
 def _after(warm: dict[str, Any] | None, key: str, history: list) -> list:
@@ -191,13 +197,9 @@ def run_stage1(
         callbacks=[nu_log], progress=progress,
         run_state={"lowrank": section.model_dump(mode="json"), "stage": 1},
     )  # fmt: skip
-    last = trainer.checkpoint_dir / "last"
-    if last.exists():
-        log.info("resuming stage 1 from %s", last)
-        trainer.resume(last)
-    else:
-        nu_log.record(0)
-    history = trainer.fit()
+    if not (trainer.checkpoint_dir / "last").exists():
+        nu_log.record(0)  # a resumed run has its rows in the checkpoint
+    history = _resume_and_fit(trainer, "stage 1")
     result = {
         "regularizer": section.regularizer,
         "lambda_rec": section.lambda_rec,
@@ -263,11 +265,7 @@ def run_stage2(
         model, task, stage2_config(train, section), out, world=world, progress=progress,
         run_state={"lowrank": section.model_dump(mode="json"), "stage": 2, "ranks": plan},
     )  # fmt: skip
-    last = trainer.checkpoint_dir / "last"
-    if last.exists():
-        log.info("resuming stage 2 from %s", last)
-        trainer.resume(last)
-    history = trainer.fit()
+    history = _resume_and_fit(trainer, "stage 2")
     barrier(world)
     load_checkpoint(trainer.checkpoint_dir / "best", model)
     row = _row(model, template, section, threshold, plan)
